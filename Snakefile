@@ -1,0 +1,38 @@
+# hcsflow: high-content screening image analysis, from raw plates to per-cell and per-well calls.
+#
+#   snakemake -n                          # what would run (dry run)
+#   snakemake --profile profiles/local    # run here
+#   snakemake --profile profiles/slurm    # run on a SLURM cluster
+#
+# The config (config/config.yaml by default, or --configfile) is validated against
+# config/schema/config.schema.yaml before any job: unknown keys, wrong types and missing keys stop
+# the run with a message naming the key; defaults are filled in.
+
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema/config.schema.yaml")
+
+
+include: "rules/common.smk"
+
+
+rule all:
+    # Each stage's .smk file adds its final outputs to ALL_TARGETS.
+    input:
+        lambda wildcards: ALL_TARGETS,
+    default_target: True
+
+
+# Every other rules/*.smk is a stage; they are included in alphabetical order.
+for _stage in sorted(Path(workflow.basedir, "rules").glob("*.smk")):
+    if _stage.name != "common.smk":
+
+        include: str(_stage)

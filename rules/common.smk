@@ -1,0 +1,95 @@
+# Shared by all stages: the image table (built from file names at parse time, so `snakemake -n`
+# shows the whole plan), wildcard constraints, and input functions.
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+
+from snakemake.exceptions import WorkflowError
+
+from hcsflow import demo as hcs_demo
+from hcsflow.ingest import IngestError, SourceSpec, build_table
+
+RESULTS = "results"
+LOGS = "logs"
+
+IMAGE_SPEC = SourceSpec.from_config(config["images"], "images")
+GT_SPEC = SourceSpec.from_config(config["gt"], "gt") if config.get("gt") else None
+
+
+def _demo_listing():
+    """With the demo enabled, the file names the demo_plate rule will write (before it ran)."""
+    if not config["demo"]["enabled"]:
+        return None
+    out_dir = config["demo"]["out_dir"]
+    for section, spec in (("images", IMAGE_SPEC), ("gt", GT_SPEC)):
+        sub = "raw" if section == "images" else "gt"
+        if spec is not None and Path(spec.raw_dir) != Path(out_dir, sub):
+            raise WorkflowError(
+                f"demo.enabled is true, so {section}.raw_dir must be {out_dir}/{sub} "
+                f"(it is {spec.raw_dir}); set demo.enabled: false to analyse your own images"
+            )
+    return hcs_demo.planned_files(hcs_demo.DemoSpec.from_config(config["demo"]))
+
+
+DEMO_FILES = _demo_listing()
+
+try:
+    IMAGES = build_table(
+        IMAGE_SPEC,
+        GT_SPEC,
+        RESULTS,
+        listing=DEMO_FILES["raw"] if DEMO_FILES else None,
+        gt_listing=DEMO_FILES["gt"] if DEMO_FILES else None,
+    )
+except IngestError as exc:
+    raise WorkflowError(f"cannot build the image table: {exc}") from None
+
+_BY_KEY = IMAGES.set_index(["plate", "image"])
+PLATES = sorted(IMAGES["plate"].unique())
+HAS_GT = GT_SPEC is not None
+
+
+wildcard_constraints:
+    plate=r"[^/]+",
+    image=r"[A-Z]{1,2}-\d{2}-\d{2}",
+
+
+def image_row(wildcards):
+    """The image table row of ``{plate}``/``{image}``."""
+    return _BY_KEY.loc[(wildcards.plate, wildcards.image)]
+
+
+def raw_links(wildcards):
+    """Canonical links to the image's raw file(s), in channel order."""
+    return list(image_row(wildcards)["links"])
+
+
+def gt_links(wildcards):
+    """Canonical links to the image's GT stain file(s) (empty list when it has none)."""
+    return list(image_row(wildcards)["gt_links"])
+
+
+def per_image(pattern, table=None, **fmt):
+    """``pattern`` formatted for every image (``{plate}``, ``{image}`` and any ``fmt`` keys)."""
+    table = IMAGES if table is None else table
+    return [
+        pattern.format(plate=p, image=i, **fmt)
+        for p, i in zip(table["plate"], table["image"])
+    ]
+
+
+def images_with_gt():
+    return IMAGES[IMAGES["gt_links"].map(len) > 0]
+
+
+def layout_files():
+    layout = config["images"].get("layout")
+    if layout is None:
+        return []
+    return sorted(set(layout.values())) if isinstance(layout, dict) else [layout]
+
+
+# Each stage .smk appends its final outputs; `rule all` collects them.
+ALL_TARGETS = [f"{RESULTS}/images.tsv"]
