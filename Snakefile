@@ -15,7 +15,11 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The demo config is the default. A config given with --configfile replaces it instead of being
+# merged into it, so a real plate's config never inherits demo settings by accident.
+if not workflow.overwrite_configfiles:
+
+    configfile: str(Path(workflow.basedir, "config", "config.yaml"))
 
 
 validate(config, "config/schema/config.schema.yaml")
