@@ -16,6 +16,7 @@ if config["demo"]["enabled"]:
         output:
             raw=[f"{_DEMO_OUT}/raw/{f}" for f in DEMO_FILES["raw"]],
             gt=[f"{_DEMO_OUT}/gt/{f}" for f in DEMO_FILES["gt"]],
+            truth=[f"{_DEMO_OUT}/truth/{f}" for f in DEMO_FILES["truth"]],
             layout=f"{_DEMO_OUT}/layout.xlsx",
             cells=f"{_DEMO_OUT}/truth/cells.tsv",
             shifts=f"{_DEMO_OUT}/truth/shifts.tsv",

@@ -86,14 +86,17 @@ def gt_name(row: str, col: int, fld: int) -> str:
 
 
 def planned_files(spec: DemoSpec) -> dict[str, list[str]]:
-    """Relative paths the generator writes under ``raw/`` and ``gt/`` (for a dry run before it runs)."""
-    raw, gt = [], []
+    """Relative paths the generator writes under ``raw/``, ``gt/`` and ``truth/`` (true masks), so a
+    dry run can plan the whole workflow before the plate exists."""
+    raw, gt, truth = [], [], []
     for plate in spec.plate_names():
         for row, col, _ in spec.wells():
             for fld in range(1, spec.n_fields + 1):
                 raw += [f"{plate}/{raw_name(row, col, fld, c + 1)}" for c in range(len(CHANNELS))]
                 gt.append(f"{plate}/{gt_name(row, col, fld)}")
-    return {"raw": raw, "gt": gt}
+                image = f"{row}-{col:02d}-{fld:02d}"
+                truth += [f"{plate}/{image}.cells.tif", f"{plate}/{image}.nuclei.tif"]
+    return {"raw": raw, "gt": gt, "truth": truth}
 
 
 # --------------------------------------------------------------------------------------------
