@@ -17,6 +17,7 @@ no per-object whole-image work.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,9 +38,7 @@ def _prepare(plane: np.ndarray, window: bool) -> np.ndarray:
     p = np.asarray(plane, dtype=np.float64)
     p = p - p.mean()
     if window:
-        wy = np.hanning(p.shape[0]) if p.shape[0] > 1 else np.ones(1)
-        wx = np.hanning(p.shape[1]) if p.shape[1] > 1 else np.ones(1)
-        p = p * np.outer(wy, wx)
+        p = p * np.outer(np.hanning(p.shape[0]), np.hanning(p.shape[1]))
     return p
 
 
@@ -77,7 +76,8 @@ def estimate_shift(
     upsample : int
         1: integer shift; n > 1: refine to 1/n px (upsampled DFT around the integer peak).
     window : bool
-        Multiply both planes by a Hann window first (suppresses edge effects).
+        Multiply both planes by a Hann window first (suppresses the edge discontinuities the FFT
+        sees as content; essential when the shift leaves a zero strip).
     normalization : {'phase', None}
         ``'phase'``: phase correlation (whitened cross-power spectrum), robust to intensity
         differences between stains; ``None``: plain cross-correlation.
@@ -509,3 +509,62 @@ def qc_figure(
     if title:
         fig.suptitle(title)
     return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# input checks shared by the align / crop / feature rule scripts (messages name the files)
+# ----------------------------------------------------------------------------------------------
+def check_masks(image_shape, image_paths, **masks) -> None:
+    """Raise a ValueError naming the file when a mask's shape differs from the image's ``(Y, X)``.
+
+    ``masks``: name -> ``(array, path)``.
+    """
+    for name, (array, path) in masks.items():
+        if tuple(array.shape) != tuple(image_shape):
+            raise ValueError(
+                f"{path}: {name} mask is {tuple(array.shape)} but the image "
+                f"{_names(image_paths)} is {tuple(image_shape)}; the masks must come from "
+                f"segmenting this image (check alignment.masks in the config)"
+            )
+
+
+def check_gt(cp_shape, cp_paths, gt_shape, gt_paths, gt_channel_names) -> None:
+    """Raise a ValueError naming the files when the GT image's size or channel count is wrong."""
+    if tuple(gt_shape[1:]) != tuple(cp_shape[1:]):
+        raise ValueError(
+            f"{_names(gt_paths)}: GT image is {tuple(gt_shape[1:])} px but its CP image "
+            f"{_names(cp_paths)} is {tuple(cp_shape[1:])} px; GT and CP images must be acquired "
+            f"at the same size (crop or rescale the GT images first)"
+        )
+    if gt_channel_names and gt_shape[0] != len(gt_channel_names):
+        raise ValueError(
+            f"{_names(gt_paths)}: GT image has {gt_shape[0]} channel(s) but gt.channels in the "
+            f"config lists {len(gt_channel_names)} ({', '.join(gt_channel_names)}); fix gt.channels "
+            f"or the GT file"
+        )
+
+
+def _name(path) -> str:
+    """``path``, plus the raw file it links to (canonical links point at the user's files)."""
+    path = str(path)
+    if os.path.islink(path):
+        return f"{path} (-> {os.path.realpath(path)})"
+    return path
+
+
+def _names(paths) -> str:
+    if isinstance(paths, (str, bytes, os.PathLike)) or not hasattr(paths, "__iter__"):
+        return _name(paths)
+    paths = [_name(p) for p in paths]
+    return paths[0] if len(paths) == 1 else "[" + ", ".join(paths) + "]"
+
+
+def channel_indices(names, wanted, what: str) -> list[int] | None:
+    """Indices of ``wanted`` channel names in ``names`` (None stays None); clear error if unknown."""
+    if wanted is None:
+        return None
+    names = list(names)
+    missing = [w for w in wanted if w not in names]
+    if missing:
+        raise ValueError(f"{what}: unknown channel(s) {missing}; the channels are {names}")
+    return [names.index(w) for w in wanted]

@@ -179,7 +179,10 @@ def crop_rois(
     mask_labels = cells if s["mask"] == "cell" else nuclei
     out_size = int(s["size"]) if s["center"] == "bbox" else int(s["patch_size"])
 
-    crops = []
+    n_ch = image.shape[0]
+    # Preallocated: the crops of a 2048 px field with 500 cells at 192 px are ~150 MB; a list
+    # plus np.stack would need twice that.
+    arr = np.zeros((len(pos), n_ch, out_size, out_size), dtype=image.dtype)
     rows = []
     dropped = [(int(lbl), "no_nucleus") for lbl in no_nuc]
     for rec in pos.itertuples(index=False):
@@ -198,7 +201,7 @@ def crop_rois(
             patch *= (mpatch == rec.label)[np.newaxis].astype(patch.dtype)
         if s["center"] == "bbox":
             patch = _resize_patch(patch, out_size)
-        crops.append(patch)
+        arr[len(rows)] = patch
         rows.append(
             (len(rows), int(rec.label), rec.centroid_y, rec.centroid_x, rec.bbox_y0, rec.bbox_x0,
              rec.bbox_y1, rec.bbox_x1, *window, padded)
@@ -208,11 +211,7 @@ def crop_rois(
     index = pd.DataFrame(rows, columns=columns)
     index = index.astype({c: np.int64 for c in columns if c not in ("centroid_y", "centroid_x", "padded")})
     index = index.astype({"centroid_y": float, "centroid_x": float, "padded": bool})
-    arr = (
-        np.stack(crops)
-        if crops
-        else np.zeros((0, image.shape[0], out_size, out_size), dtype=image.dtype)
-    )
+    arr = arr[: len(rows)]
     dropped_df = pd.DataFrame(dropped, columns=["label", "reason"]).astype({"label": np.int64})
     return arr, index, dropped_df
 

@@ -124,7 +124,7 @@ def glcm_features(
     (len(distances), len(TEXTURE_FEATURES)) float array, averaged over ``angles``; NaN where the
     region has no pixel pair at that distance.
     """
-    from skimage.feature import graycomatrix, graycoprops
+    from skimage.feature import graycomatrix
 
     q = np.asarray(quantized)
     if mask is not None:
@@ -134,17 +134,45 @@ def glcm_features(
         n_levels = levels
     glcm = graycomatrix(q, distances=list(distances), angles=list(angles), levels=n_levels,
                         symmetric=symmetric, normed=False)[:levels, :levels]
-    total = glcm.sum(axis=(0, 1))  # (n_dist, n_angle)
+    props = glcm_props(glcm)  # (n_features, n_dist, n_angle), NaN where a GLCM is empty
     out = np.full((len(distances), len(TEXTURE_FEATURES)), np.nan)
+    ok = np.isfinite(props[0])
     for di in range(len(distances)):
-        ok = total[di] > 0
-        if not ok.any():
-            continue
-        sub = glcm[:, :, di : di + 1, ok]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            for fi, prop in enumerate(TEXTURE_FEATURES):
-                out[di, fi] = float(np.mean(graycoprops(sub, prop)))
+        if ok[di].any():
+            out[di] = props[:, di, ok[di]].mean(axis=1)
     return out
+
+
+def glcm_props(glcm: np.ndarray) -> np.ndarray:
+    """All ``TEXTURE_FEATURES`` of co-occurrence matrices ``(L, L, n_dist, n_angle)`` at once.
+
+    Same formulas as ``skimage.feature.graycoprops`` (which normalises the matrix again for each
+    property); an all-zero matrix gives NaN instead of a division warning.
+    """
+    glcm = glcm.astype(np.float64)
+    levels = glcm.shape[0]
+    total = glcm.sum(axis=(0, 1), keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = glcm / np.where(total > 0, total, np.nan)
+    i = np.arange(levels, dtype=np.float64).reshape(levels, 1, 1, 1)
+    j = np.arange(levels, dtype=np.float64).reshape(1, levels, 1, 1)
+    diff = i - j
+    contrast = (p * diff**2).sum(axis=(0, 1))
+    dissimilarity = (p * np.abs(diff)).sum(axis=(0, 1))
+    homogeneity = (p / (1.0 + diff**2)).sum(axis=(0, 1))
+    asm = (p**2).sum(axis=(0, 1))
+    mean_i = (p * i).sum(axis=(0, 1))
+    mean_j = (p * j).sum(axis=(0, 1))
+    di, dj = i - mean_i, j - mean_j
+    std_i = np.sqrt((p * di**2).sum(axis=(0, 1)))
+    std_j = np.sqrt((p * dj**2).sum(axis=(0, 1)))
+    cov = (p * di * dj).sum(axis=(0, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.where((std_i < 1e-15) | (std_j < 1e-15), 1.0, cov / (std_i * std_j))
+    corr = np.where(np.isnan(total[0, 0]), np.nan, corr)
+    by_name = {"contrast": contrast, "dissimilarity": dissimilarity, "homogeneity": homogeneity,
+               "energy": np.sqrt(asm), "correlation": corr, "ASM": asm}
+    return np.stack([by_name[k] for k in TEXTURE_FEATURES])
 
 
 def compartment_labels(cells: np.ndarray, nuclei: np.ndarray) -> dict[str, np.ndarray]:
@@ -347,3 +375,25 @@ def merge_tables(tables) -> pd.DataFrame:
     if not non_empty:
         return tables[0].iloc[0:0] if tables else pd.DataFrame()
     return pd.concat(non_empty, ignore_index=True)
+
+
+def image_metadata(image_table: pd.DataFrame, plate: str, image: str) -> dict:
+    """``Metadata_*`` values of one image from the image table (``results/images.tsv``).
+
+    The layout condition is only known after ingest has read the layout, so rules take it from
+    the table at run time rather than from the parse-time table.
+    """
+    sel = image_table[(image_table["plate"].astype(str) == str(plate))
+                      & (image_table["image"].astype(str) == str(image))]
+    if len(sel) != 1:
+        raise ValueError(f"image {plate}/{image} is not (once) in the image table")
+    row = sel.iloc[0]
+    cond = row.get("condition", "")
+    cond = None if cond is None or (isinstance(cond, float) and np.isnan(cond)) or cond == "" else str(cond)
+    return {
+        "Metadata_Plate": str(plate),
+        "Metadata_Well": str(row["well"]),
+        "Metadata_Site": int(row["field"]),
+        "Metadata_Image": str(image),
+        "Metadata_Condition": cond,
+    }

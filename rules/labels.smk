@@ -1,0 +1,37 @@
+# Ground-truth labels (nucleocentric set_GT_threshold, automated): layout condition per well, and
+# per-cell classes from threshold rules on the aligned GT stains in co-culture wells.
+
+ALL_TARGETS.append(f"{RESULTS}/labels.parquet")
+
+
+def _label_inputs(wildcards):
+    """GT intensity tables of images with GT; the feature tables (metadata only) of the others."""
+    gt = images_with_gt()
+    no_gt = IMAGES[IMAGES["gt_links"].map(len) == 0]
+    return {
+        "gt": per_image(f"{RESULTS}/{{plate}}/aligned/{{image}}.gt_features.parquet", table=gt),
+        "cells": per_image(f"{RESULTS}/{{plate}}/features/{{image}}.parquet", table=no_gt),
+    }
+
+
+rule gt_labels:
+    """One labels table for the run, the thresholds used, and a scatter plot to check them."""
+    input:
+        unpack(_label_inputs),
+    output:
+        labels=f"{RESULTS}/labels.parquet",
+        thresholds=f"{RESULTS}/labels_thresholds.tsv",
+        scatter=f"{RESULTS}/labels_scatter.png",
+    params:
+        labels=config["labels"],
+        gt_channels=(config.get("gt") or {}).get("channels", []),
+    log:
+        f"{LOGS}/gt_labels.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=30,
+    conda:
+        "../envs/features.yaml"
+    script:
+        "../scripts/gt_labels.py"

@@ -1,0 +1,40 @@
+"""Rule crop_rois: crop every cell of one image into one array file plus an index table."""
+
+from hcsflow.alignment import check_masks, pair_nuclei_to_cells
+from hcsflow.crops import crop_rois, save_crops
+from hcsflow.features import image_metadata
+from hcsflow.ingest import read_image_table
+from hcsflow.io import read_image, read_labels, write_table
+from hcsflow.runner import rule_logging
+
+with rule_logging(snakemake) as log:
+    inp, out, par = snakemake.input, snakemake.output, snakemake.params
+    wc = snakemake.wildcards
+    meta = image_metadata(read_image_table(inp.images), wc.plate, wc.image)
+    crop_type = snakemake.wildcards.crop_type
+    image_paths = list(inp.image)
+    image = read_image(image_paths, project_z=par.project_z)
+    if image.shape[0] != len(par.channels):
+        raise ValueError(
+            f"{image_paths}: {image.shape[0]} channel(s) but images.channels lists "
+            f"{len(par.channels)}; fix images.channels"
+        )
+    cells, nuclei = read_labels(inp.cells), read_labels(inp.nuclei)
+    check_masks(image.shape[1:], image_paths, cells=(cells, inp.cells), nuclei=(nuclei, inp.nuclei))
+    # Masks from separate segmentations: nucleus i must be the nucleus of cell i.
+    nuclei, pairing = pair_nuclei_to_cells(cells, nuclei, min_overlap=par.min_nucleus_overlap)
+    settings = dict(par.crops.get(crop_type, {}))
+    crops, index, dropped = crop_rois(image, cells, nuclei, crop_type, border=par.crops["border"],
+                                      **settings)
+    log.info("%s crops: %d of shape %s; padded %d; dropped %s; pairing %s", crop_type, len(crops),
+             crops.shape[1:], int(index["padded"].sum()), dropped["reason"].value_counts().to_dict(),
+             pairing)
+    # Index table keyed like the feature tables: row crop_row of the array is this object.
+    table = index.rename(columns={"label": "Metadata_ObjectNumber"})
+    for k, v in meta.items():
+        table[k] = [v] * len(table)
+    table["Metadata_CropType"] = crop_type
+    meta_cols = [*meta.keys(), "Metadata_ObjectNumber", "Metadata_CropType"]
+    table = table[meta_cols + [c for c in table.columns if c not in meta_cols]]
+    save_crops(out.crops, crops, index, dropped, par.channels, compress=par.crops["compress"])
+    write_table(table, out.index)
