@@ -49,12 +49,13 @@ class SourceSpec:
     channel_ids: list[str] | None = None
     file_type: str = "auto"
     on_unmatched: str = "error"
+    plate: str | None = None  # plate name when the pattern has no plate group
     what: str = "images"  # config section name, used in messages
     extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, section: dict, what: str) -> SourceSpec:
-        keys = ("raw_dir", "pattern", "channels", "channel_ids", "file_type", "on_unmatched")
+        keys = ("raw_dir", "pattern", "channels", "channel_ids", "file_type", "on_unmatched", "plate")
         return cls(**{k: section[k] for k in keys if k in section}, what=what)
 
     @property
@@ -64,13 +65,13 @@ class SourceSpec:
         except re.error as exc:
             raise IngestError(f"{self.what}.pattern is not a valid regex: {exc}") from exc
         groups = set(rx.groupindex)
-        missing = [g for g in ("plate", "field") if g not in groups]
+        missing = [g for g in ("plate", "field") if g not in groups and not (g == "plate" and self.plate)]
         if not ({"row", "col"} <= groups or "well" in groups):
             missing.append("row+col (or well)")
         if missing:
             raise IngestError(
                 f"{self.what}.pattern lacks the named group(s) {', '.join(missing)}; "
-                f"write e.g. (?P<plate>...)"
+                f"write e.g. (?P<field>\\d+) (a single plate may be named by {self.what}.plate instead)"
             )
         return rx
 
@@ -142,7 +143,7 @@ def _parse(spec: SourceSpec, rel: str) -> dict | None:
         fld = int(g["field"])
     except (ValueError, TypeError) as exc:
         raise IngestError(f"{rel}: matched {spec.what}.pattern but {exc}") from exc
-    out = dict(plate=g["plate"], row=row, col=col, well=f"{row}{col:02d}", field=fld,
+    out = dict(plate=g.get("plate") or spec.plate, row=row, col=col, well=f"{row}{col:02d}", field=fld,
                image=image_id(row, col, fld))
     if g.get("channel") is not None:
         out["channel_id"] = g["channel"]

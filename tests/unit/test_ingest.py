@@ -250,3 +250,12 @@ def test_gt_without_image_and_well_missing_from_layout(tmp_path):
         attach_layout(table, layout_for_plates(str(tmp_path / "layout.xlsx"), ["P1"]),
                       {"P1": "layout.xlsx"})
     assert "well B03 of plate P1" in str(err.value) and "B-03-01.tif" in str(err.value)
+
+
+def test_single_plate_named_in_config(tmp_path):
+    touch_all(tmp_path, ["B-03-01.nd2", "B-03-02.nd2"])
+    pattern = r"(?P<row>[A-P])-(?P<col>\d{2})-(?P<field>\d{2})\.nd2"
+    with pytest.raises(IngestError, match="lacks the named group.*plate"):
+        scan(SourceSpec(raw_dir=str(tmp_path), channels=["DAPI"], pattern=pattern))
+    table = scan(SourceSpec(raw_dir=str(tmp_path), channels=["DAPI"], pattern=pattern, plate="ELIFE2024"))
+    assert list(table.plate) == ["ELIFE2024", "ELIFE2024"]
