@@ -13,7 +13,7 @@ def _masks_source(plate, image, compartment):
 
 
 def _image_has_gt(wildcards):
-    return len(gt_links(wildcards)) > 0
+    return len(gt_files(wildcards)) > 0
 
 
 def raw_masks(wildcards):
@@ -40,9 +40,9 @@ rule align_gt:
     """Shift the GT stain image onto the CP frame; drop cells without GT data or GT signal."""
     input:
         unpack(raw_masks),
-        cp=raw_links,
+        cp=raw_files,
         images=f"{RESULTS}/images.tsv",
-        gt=gt_links,
+        gt=gt_files,
     output:
         gt=_ALIGNED + ".gt.tif",
         cells=_ALIGNED + ".cells.tif",

@@ -61,14 +61,18 @@ def image_row(wildcards):
     return _BY_KEY.loc[(wildcards.plate, wildcards.image)]
 
 
-def raw_links(wildcards):
-    """Canonical links to the image's raw file(s), in channel order."""
-    return list(image_row(wildcards)["links"])
+# Per-image jobs read the original raw files (in channel order), not the canonical links: the
+# links are for people (results/{plate}/raw/...), and declaring every link as an output of the
+# single ingest job made DAG building quadratic in the number of files (Snakemake scans a rule's
+# explicit output list for each requested file): minutes for one 384-well plate.
+def raw_files(wildcards):
+    """The image's raw file(s), in channel order."""
+    return list(image_row(wildcards)["raw_files"])
 
 
-def gt_links(wildcards):
-    """Canonical links to the image's GT stain file(s) (empty list when it has none)."""
-    return list(image_row(wildcards)["gt_links"])
+def gt_files(wildcards):
+    """The image's GT stain file(s), in channel order (empty list when it has none)."""
+    return list(image_row(wildcards)["gt_files"])
 
 
 def per_image(pattern, table=None, **fmt):
@@ -81,7 +85,7 @@ def per_image(pattern, table=None, **fmt):
 
 
 def images_with_gt():
-    return IMAGES[IMAGES["gt_links"].map(len) > 0]
+    return IMAGES[IMAGES["gt_files"].map(len) > 0]
 
 
 def layout_files():

@@ -10,7 +10,7 @@ rule extract_features:
     """Intensity, shape and texture features of every kept cell of one image."""
     input:
         unpack(analysis_masks),
-        image=raw_links,
+        image=raw_files,
         images=f"{RESULTS}/images.tsv",
     output:
         _FEATURES,

@@ -42,8 +42,9 @@ rule ingest:
         layout=layout_files(),
     output:
         table=f"{RESULTS}/images.tsv",
-        links=[f for links in IMAGES["links"] for f in links],
-        gt_links=[f for links in IMAGES["gt_links"] for f in links],
+        # one folder of canonical links per plate (and per plate with GT); see raw_files()
+        links=[directory(f"{RESULTS}/{plate}/raw") for plate in PLATES],
+        gt_links=[directory(f"{RESULTS}/{plate}/gt") for plate in sorted(images_with_gt()["plate"].unique())],
     params:
         results=RESULTS,
         listing=DEMO_FILES,

@@ -7,7 +7,7 @@ ALL_TARGETS.append(f"{RESULTS}/labels.parquet")
 def _label_inputs(wildcards):
     """GT intensity tables of images with GT; the feature tables (metadata only) of the others."""
     gt = images_with_gt()
-    no_gt = IMAGES[IMAGES["gt_links"].map(len) == 0]
+    no_gt = IMAGES[IMAGES["gt_files"].map(len) == 0]
     return {
         "gt": per_image(f"{RESULTS}/{{plate}}/aligned/{{image}}.gt_features.parquet", table=gt),
         "cells": per_image(f"{RESULTS}/{{plate}}/features/{{image}}.parquet", table=no_gt),

@@ -170,6 +170,6 @@ def test_gt_image_of_the_wrong_size_fails_clearly_and_leaves_no_output(run):
     proc = _snakemake(bad, f"results/{PLATE}/aligned/D-02-01.shift.parquet")
     assert proc.returncode != 0
     log = (bad / "logs" / "align_gt" / PLATE / "D-02-01.log").read_text()
-    assert "results/Plate01/gt/D-02-01.tif (-> " in log and "GT_D02_s1.tif): GT image is (200, 256) px" in log
+    assert "demo_data/gt/Plate01/GT_D02_s1.tif: GT image is (200, 256) px" in log
     assert "must be acquired at the same size" in log
     assert not list((bad / "results" / PLATE / "aligned").glob("D-02-01*"))
