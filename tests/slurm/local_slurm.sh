@@ -3,7 +3,7 @@
 #
 #   tests/slurm/local_slurm.sh start DIR   # install (root, Debian) if missing, configure, start
 #   tests/slurm/local_slurm.sh stop DIR    # cancel its jobs, stop the daemons it started (by PID)
-#   tests/slurm/local_slurm.sh env DIR     # print `export SLURM_CONF=...` for clients
+#   tests/slurm/local_slurm.sh env DIR     # print the exports clients need (eval "$(... env DIR)")
 #
 # Everything lives under DIR: slurm.conf + gres.conf, a private munge key/socket, state, spool,
 # logs and the daemons' PID files. Nothing under /etc is changed, so an existing SLURM or munge on
@@ -12,8 +12,8 @@
 # no CUDA device exists and hcsflow falls back to the CPU (and says so in the rule's log).
 #
 # Environment (optional): LOCAL_SLURM_CPU_PARTITION (default local_cpu),
-# LOCAL_SLURM_GPU_PARTITION (default local_gpu), LOCAL_SLURM_MEM_MB (RealMemory; default: free
-# memory minus 2 GB, at most 16000).
+# LOCAL_SLURM_GPU_PARTITION (default local_gpu), LOCAL_SLURM_MEM_MB (RealMemory; default: total
+# memory minus 1 GB).
 set -euo pipefail
 
 cmd=${1:-}
@@ -62,7 +62,8 @@ write_conf() {
   host=$(hostname -s)
   # slurmd -C prints this machine's CPU layout as slurm.conf wants it.
   cpus_line=$(/usr/sbin/slurmd -C | head -1 | grep -o 'CPUs=.*ThreadsPerCore=[0-9]*')
-  mem=${LOCAL_SLURM_MEM_MB:-$(awk '/MemAvailable/ {m=int($2/1024)-2000; if (m>16000) m=16000; print m}' /proc/meminfo)}
+  # slurmd drains a node that claims more memory than it has; SLURM only books requests against it.
+  mem=${LOCAL_SLURM_MEM_MB:-$(awk '/MemTotal/ {print int($2/1024) - 1024}' /proc/meminfo)}
   port=$(free_port)
   mkdir -p "$dir"/{state,spool/slurmd,run,log}
   cat >"$dir/slurm.conf" <<EOF
@@ -97,17 +98,22 @@ JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$dir/log/jobcomp.txt
 # The executor plugin polls with squeue here (no sacct without slurmdbd); finished jobs must stay
-# visible to squeue for >= 3 x its init interval.
-MinJobAge=600
+# visible to squeue for >= 3 x its init interval (and the test lists them all at the end).
+MinJobAge=3600
 GresTypes=gpu
-# Count GPUs in the TRES that jobcomp records, so the test can see which jobs got one.
-AccountingStorageTRES=gres/gpu
 NodeName=$host NodeAddr=127.0.0.1 $cpus_line RealMemory=$mem Gres=gpu:1 State=UNKNOWN
 PartitionName=$CPU_PART Nodes=$host Default=YES MaxTime=INFINITE State=UP
 PartitionName=$GPU_PART Nodes=$host Default=NO MaxTime=INFINITE State=UP
 EOF
   # A fake GPU: /dev/null as the device file. Jobs get CUDA_VISIBLE_DEVICES but no real device.
   echo "NodeName=$host Name=gpu File=/dev/null Count=1" >"$dir/gres.conf"
+  # Inside a job, snakemake-executor-plugin-slurm-jobstep starts each rule with `srun` after
+  # removing every SLURM_* variable (SLURM_CONF included) from its environment, so a bare srun
+  # would look for /etc/slurm/slurm.conf. A real cluster has that file; this private cluster gets
+  # an srun wrapper on PATH instead (PATH survives), so nothing under /etc is touched.
+  mkdir -p "$dir/bin"
+  printf '#!/bin/sh\nSLURM_CONF=%s/slurm.conf exec %s "$@"\n' "$dir" "$(command -v srun)" >"$dir/bin/srun"
+  chmod 755 "$dir/bin/srun"
 }
 
 start_munge() {
@@ -120,9 +126,12 @@ start_munge() {
     dd if=/dev/urandom of="$m/munge.key" bs=1 count=1024 status=none
   fi
   chown -R munge:munge "$m"
-  chmod 700 "$m"
   chmod 400 "$m/munge.key"
   chmod 755 "$m"
+  if ! runuser -u munge -- test -w "$m"; then
+    log "user munge cannot reach $m: make its parent folders world-executable (chmod a+x)"
+    exit 1
+  fi
   runuser -u munge -- /usr/sbin/munged --socket="$m/munge.socket" --key-file="$m/munge.key" \
     --pid-file="$m/munged.pid" --log-file="$m/munged.log" --seed-file="$m/munged.seed"
   for _ in $(seq 50); do [[ -S "$m/munge.socket" ]] && return; sleep 0.1; done
@@ -151,7 +160,8 @@ start() {
   done
   log "node did not become idle:"
   sinfo -N -l >&2 || true
-  tail -20 "$dir/log/slurmctld.log" "$dir/log/slurmd.log" >&2 || true
+  tail -n 20 "$dir/log/slurmctld.log" "$dir/log/slurmd.log" >&2 || true
+  stop
   exit 1
 }
 
@@ -184,7 +194,7 @@ stop() {
 case "$cmd" in
   start) start ;;
   stop) stop ;;
-  env) echo "export SLURM_CONF=$dir/slurm.conf" ;;
+  env) echo "export SLURM_CONF=$dir/slurm.conf PATH=$dir/bin:\$PATH" ;;
   status)
     export SLURM_CONF=$dir/slurm.conf
     sinfo && squeue --states=all

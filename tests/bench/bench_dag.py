@@ -1,0 +1,127 @@
+"""Benchmark (not a test): the DAG of a full 384-well plate with the slurm profile.
+
+Writes a synthetic plate of empty files (16 rows x 24 columns x 9 fields x 4 channels = 3,456
+images, 13,824 Operetta-style file names) into a temp folder, points a config at it (Cellpose +
+StarDist with pretrained names, no GT, no demo), and times
+
+* `snakemake --list-rules`: parsing the workflow (builds the image table from the file names);
+  every job of a cluster run parses the workflow again, so this is also each job's start-up cost,
+* `snakemake -n --cores 1`: the whole plan without the profile (the workflow's own cost),
+* `snakemake -n --profile profiles/slurm`: the whole plan with the profile (job grouping),
+
+and reports how many jobs the plan has and how many cluster jobs grouping turns them into.
+Nothing is read: the files are empty and only their names are used.
+
+    python tests/bench/bench_dag.py [--rows 16 --cols 24 --fields 9] [--group-size 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+CHANNELS = ["DAPI", "FITC", "Cy3", "Cy5"]
+
+
+def write_plate(root: Path, rows: int, cols: int, fields: int, plate: str = "Plate01") -> int:
+    """Empty files named like an Operetta export; returns the number of images."""
+    folder = root / "raw" / plate
+    folder.mkdir(parents=True)
+    for r in range(1, rows + 1):
+        for c in range(1, cols + 1):
+            for f in range(1, fields + 1):
+                for ch in range(1, len(CHANNELS) + 1):
+                    (folder / f"r{r:02d}c{c:02d}f{f:02d}p01-ch{ch}sk1fk1fl1.tiff").touch()
+    return rows * cols * fields
+
+
+def write_config(root: Path) -> Path:
+    cfg = {
+        "demo": {"enabled": False},
+        "images": {
+            "raw_dir": str(root / "raw"),
+            "pattern": r"(?P<plate>[^/]+)/r(?P<row>\d{2})c(?P<col>\d{2})f(?P<field>\d{2})p01-ch(?P<channel>\d)sk1fk1fl1\.tiff",
+            "file_type": "tiff",
+            "channels": CHANNELS,
+            "channel_ids": ["1", "2", "3", "4"],
+        },
+        "segmentation": {
+            "cells": {"method": "cellpose", "model": "cyto3", "channels": ["FITC", "Cy3", "Cy5"],
+                      "nuclear_channel": "DAPI"},
+            "nuclei": {"method": "stardist", "model": "2D_versatile_fluo", "channel": "DAPI"},
+        },
+    }
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, str]:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    out = proc.stdout + proc.stderr
+    if proc.returncode:
+        sys.exit(f"failed: {' '.join(cmd)}\n{out[-4000:]}")
+    return seconds, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=16)
+    ap.add_argument("--cols", type=int, default=24)
+    ap.add_argument("--fields", type=int, default=9)
+    ap.add_argument("--group-size", type=int, default=None,
+                    help="HCSFLOW_GROUP_SIZE and HCSFLOW_GPU_GROUP_SIZE (default: the profile's)")
+    args = ap.parse_args()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HCSFLOW_")}
+    env.update(HCSFLOW_USE_CONDA="0", TF_CPP_MIN_LOG_LEVEL="2")
+    if args.group_size:
+        env.update(HCSFLOW_GROUP_SIZE=str(args.group_size),
+                   HCSFLOW_GPU_GROUP_SIZE=str(args.group_size))
+
+    with tempfile.TemporaryDirectory(prefix="hcsflow-dag-") as tmp:
+        root = Path(tmp)
+        start = time.perf_counter()
+        n_images = write_plate(root, args.rows, args.cols, args.fields)
+        t_files = time.perf_counter() - start
+        config = write_config(root)
+        work = root / "work"
+        work.mkdir()
+        base = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(work),
+                "--configfile", str(config)]
+        t_parse, _ = timed([*base, "--list-rules"], work, env)
+        t_plain, _ = timed([*base, "-n", "--cores", "1"], work, env)
+        t_plan, plan = timed([*base, "-n", "--profile", str(REPO / "profiles" / "slurm")], work, env)
+
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.split("Job stats:")[1].split("\n\n")[0], re.M))
+    total = int(stats.pop("total"))
+    local = set(re.findall(r"^localrule (\w+):", plan, re.M)) | {"all", "ingest", "fetch_models"}
+    groups = re.findall(r"Group job (\w+) ", plan)
+    singles = [r for r in re.findall(r"^rule (\w+):", plan, re.M) if r not in local]
+    grouped_jobs = len(re.findall(r"^    rule (\w+):", plan, re.M))
+    per_group = {g: groups.count(g) for g in sorted(set(groups))}
+
+    print(f"plate: {n_images} images ({args.rows} x {args.cols} wells x {args.fields} fields), "
+          f"{n_images * len(CHANNELS)} empty files written in {t_files:.1f} s")
+    print(f"parse the workflow (snakemake --list-rules):     {t_parse:6.1f} s")
+    print(f"plan the run, local (snakemake -n --cores 1):     {t_plain:6.1f} s")
+    print(f"plan the run (snakemake -n --profile slurm):     {t_plan:6.1f} s")
+    print(f"jobs in the plan: {total}  ({', '.join(f'{k} {v}' for k, v in stats.items())})")
+    print(f"cluster jobs: {len(groups) + len(singles)} = {len(groups)} group jobs "
+          f"({', '.join(f'{g}: {n}' for g, n in per_group.items())}) holding {grouped_jobs} "
+          f"per-image jobs + {len(singles)} single jobs ({', '.join(sorted(set(singles)))})")
+
+
+if __name__ == "__main__":
+    main()
