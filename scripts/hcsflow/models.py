@@ -211,10 +211,10 @@ def _offline_hint(what: str, url: str, exc: Exception, dest: Path) -> FetchError
 def fetch_cellpose(name: str, models_dir: str | os.PathLike = "resources/models") -> list[Path]:
     """Download a built-in Cellpose model and its size model into ``models_dir/cellpose``.
 
-    Uses Cellpose's own download function with its model folder pointed at ours.
+    The files are Cellpose's own (same URL and names as ``cellpose.models.model_path``), so
+    ``CELLPOSE_LOCAL_MODELS_PATH=resources/models/cellpose`` makes Cellpose's GUI/CLI find them too.
     """
-    from cellpose import models as cpm
-    from cellpose import utils as cpu
+    import urllib.request
 
     dest = Path(models_dir) / "cellpose"
     dest.mkdir(parents=True, exist_ok=True)
@@ -224,17 +224,16 @@ def fetch_cellpose(name: str, models_dir: str | os.PathLike = "resources/models"
         if target.is_file():
             out.append(target)
             continue
-        url = f"{CELLPOSE_URL}/{fname}"
+        url = f"{CELLPOSE_URL}/{fname}"  # what cellpose.models.cache_model_path downloads
         tmp = dest / f".{fname}.part"
         try:
-            cpu.download_url_to_file(url, str(tmp), progress=False)
+            with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as fh:
+                shutil.copyfileobj(resp, fh)
         except Exception as exc:
             tmp.unlink(missing_ok=True)
             raise _offline_hint(f"Cellpose '{name}' ({fname})", url, exc, target) from exc
         os.replace(tmp, target)
         out.append(target)
-    # Keep Cellpose's own lookups (e.g. in the GUI) pointed at the same folder.
-    cpm.MODEL_DIR = dest
     return out
 
 
@@ -267,3 +266,36 @@ def fetch_stardist(name: str, models_dir: str | os.PathLike = "resources/models"
     os.replace(tmp, dest)
     shutil.rmtree(cache, ignore_errors=True)
     return dest
+
+
+def ready_target(seg_cfg: dict, target: str, channels, model_spec: str | None = None, logger=None):
+    """A :class:`~hcsflow.segmentation.TargetSpec` for ``target`` with its model loaded.
+
+    ``model_spec`` is the configured model with ``trained`` already replaced by a path (the rule
+    passes it). Cellpose runs on the GPU when ``seg_cfg['gpu']`` and one is visible, else on the
+    CPU (logged). Built-in Cellpose models estimate the diameter with their size model when no
+    diameter is configured.
+    """
+    from hcsflow import segmentation as seg
+
+    logger = logger or log
+    spec = seg.spec_from_config(seg_cfg, target, channels)
+    key = f"segmentation.{target}.model"
+    models_dir = seg_cfg.get("models_dir", "resources/models")
+    if spec.method == "cellpose":
+        from hcsflow.runner import torch_device
+
+        resolved = resolve_cellpose(model_spec or seg_cfg[target]["model"], models_dir, key)
+        device = torch_device(prefer_gpu=bool(seg_cfg.get("gpu", True)), logger=logger)
+        spec.model = load_cellpose(resolved, device=device)
+        if not spec.cellpose.diameter:
+            if resolved.size_path is not None:
+                spec.size_model_path = str(resolved.size_path)
+            else:
+                # A trained model: objects are assumed to be the size it was trained on.
+                spec.cellpose.diameter = float(spec.model.diam_labels)
+                logger.info("diameter not set: using the training diameter %.1f px", spec.cellpose.diameter)
+    elif spec.method == "stardist":
+        resolved = resolve_stardist(model_spec or seg_cfg[target]["model"], models_dir, key)
+        spec.model = load_stardist(resolved)
+    return spec

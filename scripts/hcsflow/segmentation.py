@@ -188,7 +188,7 @@ class ThresholdParams:
     min_contrast: float = 4.0  # see has_foreground
 
 
-def segment_threshold_nuclei(plane: np.ndarray, params: ThresholdParams = ThresholdParams()) -> np.ndarray:
+def segment_threshold_nuclei(plane: np.ndarray, params: ThresholdParams | None = None) -> np.ndarray:
     """Nuclei by smoothing, Otsu threshold and a distance-transform watershed.
 
     Parameters
@@ -200,6 +200,7 @@ def segment_threshold_nuclei(plane: np.ndarray, params: ThresholdParams = Thresh
     from skimage.filters import threshold_otsu
     from skimage.segmentation import watershed
 
+    params = params or ThresholdParams()
     plane = np.asarray(plane, dtype=np.float32)
     if not has_foreground(plane, params.min_contrast):
         return np.zeros(plane.shape, dtype=np.uint32)
@@ -225,7 +226,7 @@ def segment_threshold_nuclei(plane: np.ndarray, params: ThresholdParams = Thresh
 
 
 def segment_threshold_cells(
-    cyto: np.ndarray, nuclei: np.ndarray | None = None, params: ThresholdParams = ThresholdParams()
+    cyto: np.ndarray, nuclei: np.ndarray | None = None, params: ThresholdParams | None = None
 ) -> np.ndarray:
     """Cells by Otsu on the smoothed cytoplasm signal and a watershed seeded by the nuclei.
 
@@ -241,6 +242,7 @@ def segment_threshold_cells(
     from skimage.filters import threshold_otsu
     from skimage.segmentation import watershed
 
+    params = params or ThresholdParams()
     cyto = np.asarray(cyto, dtype=np.float32)
     if nuclei is None:
         return segment_threshold_nuclei(cyto, params)
@@ -273,8 +275,9 @@ class CellposeParams:
     bsize: int = 224
 
 
-def segment_cellpose(model, prepared: np.ndarray, params: CellposeParams = CellposeParams()) -> np.ndarray:
+def segment_cellpose(model, prepared: np.ndarray, params: CellposeParams | None = None) -> np.ndarray:
     """Segment one prepared image ``(2, Y, X)`` / ``(1, Y, X)`` with a loaded ``CellposeModel``."""
+    params = params or CellposeParams()
     prepared = np.asarray(prepared, dtype=np.float32)
     if prepared.ndim == 2:
         prepared = prepared[np.newaxis]
@@ -321,8 +324,9 @@ class StarDistParams:
     min_size: int = 0
 
 
-def segment_stardist(model, plane: np.ndarray, params: StarDistParams = StarDistParams()) -> np.ndarray:
+def segment_stardist(model, plane: np.ndarray, params: StarDistParams | None = None) -> np.ndarray:
     """Segment one normalised nuclear plane ``(Y, X)`` with a loaded ``StarDist2D`` model."""
+    params = params or StarDistParams()
     plane = np.asarray(plane, dtype=np.float32)
     # Large fields are tiled so memory stays bounded; 1024 px tiles fit in a few GB.
     n_tiles = tuple(max(1, int(np.ceil(s / 1024))) for s in plane.shape)
@@ -418,3 +422,50 @@ def segment_many(images: Iterable[np.ndarray], spec: TargetSpec, target: str,
     images = list(images)
     nuclei = list(nuclei) if nuclei is not None else [None] * len(images)
     return [segment_image(img, spec, target, nuc) for img, nuc in zip(images, nuclei, strict=True)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Config section -> TargetSpec (the model itself is loaded by hcsflow.models)
+# ---------------------------------------------------------------------------------------------
+def nuclear_channel_index(seg: dict, channels: Sequence[str]) -> int | None:
+    """Index of the nuclear channel: nuclei.channel, else cells.nuclear_channel, else 0."""
+    name = seg.get("nuclei", {}).get("channel")
+    if name is None:
+        name = seg.get("cells", {}).get("nuclear_channel")
+    if name is None:
+        return 0
+    return channel_indices([name], channels, "nuclei.channel")[0]
+
+
+def spec_from_config(seg: dict, target: str, channels: Sequence[str], method: str | None = None) -> TargetSpec:
+    """Build a :class:`TargetSpec` from the ``segmentation`` config section (no model loaded).
+
+    ``method`` overrides the configured method (the evaluation baseline uses ``'threshold'``).
+    """
+    sec = seg[target]
+    method = method or sec["method"]
+    thr = seg.get("threshold", {})
+    tp = ThresholdParams(
+        sigma=thr.get("sigma", 2.0), min_distance=thr.get("min_distance", 5),
+        threshold_scale=thr.get("threshold_scale", 1.0), min_size=sec.get("min_size", 15),
+        min_contrast=seg.get("min_contrast", 4.0),
+    )
+    cp = CellposeParams(
+        diameter=sec.get("diameter"), flow_threshold=sec.get("flow_threshold", 0.4),
+        cellprob_threshold=sec.get("cellprob_threshold", 0.0), min_size=sec.get("min_size", 15),
+        invert=sec.get("invert", False), bsize=sec.get("bsize", 224),
+    )
+    if target == "cells":
+        nuc = sec.get("nuclear_channel")
+        nuc_idx = None if nuc is None else channel_indices([nuc], channels, "cells.nuclear_channel")[0]
+        cyto_idx = channel_indices(sec.get("channels") or [], channels, "cells.channels")
+    else:
+        nuc_idx = nuclear_channel_index(seg, channels)
+        cyto_idx = []
+    return TargetSpec(
+        method=method, cyto_idx=cyto_idx, nuclear_idx=nuc_idx, pmin=sec.get("pmin", 1.0),
+        pmax=sec.get("pmax", 99.0), median_size=sec.get("median_filter", 0),
+        clear_border=sec.get("clear_border", False), min_size=sec.get("min_size", 15),
+        min_contrast=seg.get("min_contrast", 4.0), cellpose=cp,
+        stardist=StarDistParams(sec.get("prob_thresh"), sec.get("nms_thresh")), threshold=tp,
+    )

@@ -137,7 +137,7 @@ def train_cellpose(
     labels: Sequence[np.ndarray],
     save_dir: str | Path,
     model_name: str,
-    params: CellposeTrainParams = CellposeTrainParams(),
+    params: CellposeTrainParams | None = None,
     valid_images: Sequence[np.ndarray] | None = None,
     valid_labels: Sequence[np.ndarray] | None = None,
     device=None,
@@ -151,6 +151,8 @@ def train_cellpose(
     import torch
     from cellpose import models as cpm
     from cellpose import train as cpt
+
+    params = params or CellposeTrainParams()
 
     images = [np.asarray(x, dtype=np.float32) for x in images]
     labels = [np.asarray(y).astype(np.int32) for y in labels]
@@ -169,7 +171,9 @@ def train_cellpose(
 
     np.random.seed(params.seed)
     torch.manual_seed(params.seed)
-    kwargs = {"nchan": nchan}
+    # mkldnn=False: Cellpose turns MKL-DNN on for CPUs, which is fine for inference but made a
+    # training step ~20x slower here (15 s instead of 0.7 s for 8 patches of 64 px on 2 cores).
+    kwargs = {"nchan": nchan, "mkldnn": False}
     if device is not None:
         kwargs["device"] = device
         kwargs["gpu"] = getattr(device, "type", str(device)) != "cpu"
@@ -255,7 +259,7 @@ def train_stardist(
     labels: Sequence[np.ndarray],
     basedir: str | Path,
     model_name: str,
-    params: StarDistTrainParams = StarDistTrainParams(),
+    params: StarDistTrainParams | None = None,
     valid_images: Sequence[np.ndarray] | None = None,
     valid_labels: Sequence[np.ndarray] | None = None,
 ):
@@ -269,6 +273,7 @@ def train_stardist(
     from stardist import fill_label_holes
     from stardist.models import Config2D, StarDist2D
 
+    params = params or StarDistTrainParams()
     X = [np.asarray(x, dtype=np.float32) for x in images]
     Y = [fill_label_holes(np.asarray(y).astype(np.int32)) for y in labels]
     if not X:
@@ -352,3 +357,16 @@ def find_mask_files(template: str, plate: str, image: str, target: str) -> list[
     if "*" in path:
         return sorted(glob.glob(path))
     return [path]
+
+
+def load_training_npz(path) -> dict[str, tuple[list, list]]:
+    """Read what prepare_seg_training wrote: ``{'train': (images, labels), 'valid': (...)}``."""
+    with np.load(path, allow_pickle=False) as z:
+        split = list(z["split"])
+        out: dict[str, tuple[list, list]] = {s: ([], []) for s in ("train", "valid")}
+        for i, s in enumerate(split):
+            out[s][0].append(z[f"x_{i}"])
+            out[s][1].append(z[f"y_{i}"])
+    if not out["train"][0]:
+        raise ValueError(f"{path}: no training images (every image went to valid/test); check segmentation.train.split")
+    return out

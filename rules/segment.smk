@@ -1,0 +1,420 @@
+# Segmentation: cells (Cellpose or classical), nuclei (StarDist, Cellpose or classical), the
+# fetch_models local rule, training (CELLULAR protocol), evaluation and object counts.
+# Library: scripts/hcsflow/{segmentation,models,segtrain,segeval}.py; docs: docs/segmentation.md.
+
+from hcsflow import models as hcs_models
+from hcsflow import segtrain as hcs_segtrain
+
+SEG = config["segmentation"]
+SEG_MODELS_DIR = SEG["models_dir"]
+SEG_TRAIN = SEG["train"]
+SEG_EVAL = SEG["evaluate"]
+SEG_MODELS_OUT = f"{RESULTS}/segmentation/models"
+SEG_CP_NAME = SEG_TRAIN["cellpose"]["model_name"]
+SEG_SD_NAME = SEG_TRAIN["stardist"]["model_name"]
+SEG_CP_TRAINED = f"{SEG_MODELS_OUT}/cellpose/{SEG_CP_NAME}"
+SEG_SD_TRAINED = f"{SEG_MODELS_OUT}/stardist/{SEG_SD_NAME}"
+# What StarDist 0.9.2 (csbdeep 0.8.2, Keras 3) writes into a model folder.
+SEG_SD_FILES = ["config.json", "thresholds.json", "weights_best.h5"]
+
+
+def _seg_subset(*keys, train_masks=False):
+    """The part of the segmentation config a rule uses (its params): editing another part, e.g.
+    the evaluation, must not make Snakemake redo every segmentation job."""
+    out = {k: SEG[k] for k in keys}
+    if train_masks:
+        out["train"] = {"masks": SEG_TRAIN["masks"]}
+    return out
+
+
+SEG_SPEC_KEYS = ("models_dir", "gpu", "min_contrast", "threshold", "cells", "nuclei")
+
+
+def _seg_model_spec(target):
+    """Model spec of a target, with `trained` replaced by the training rule's output."""
+    sec = SEG[target]
+    spec = str(sec["model"])
+    if spec != "trained":
+        return spec
+    if sec["method"] == "cellpose" and target == "cells":
+        if not SEG_TRAIN["cellpose"]["enabled"]:
+            raise WorkflowError(
+                "segmentation.cells.model is 'trained' but segmentation.train.cellpose.enabled is false"
+            )
+        return SEG_CP_TRAINED
+    if sec["method"] == "stardist":
+        if not SEG_TRAIN["stardist"]["enabled"]:
+            raise WorkflowError(
+                "segmentation.nuclei.model is 'trained' but segmentation.train.stardist.enabled is false"
+            )
+        return SEG_SD_TRAINED
+    raise WorkflowError(
+        f"segmentation.{target}.model 'trained' is only available for cells with cellpose and "
+        f"nuclei with stardist; give a model path instead"
+    )
+
+
+def _seg_model_kind(target):
+    return "stardist" if SEG[target]["method"] == "stardist" else "cellpose"
+
+
+def _seg_model_input(target):
+    """The model file a segmentation job needs (Snakemake then chains fetch_models or training)."""
+    if SEG[target]["method"] not in ("cellpose", "stardist"):
+        return []
+    return [str(hcs_models.model_input_path(_seg_model_kind(target), _seg_model_spec(target), SEG_MODELS_DIR))]
+
+
+# ---- fetch_models (login node) ----------------------------------------------------------------
+def _fetch_lists():
+    cp, sd = list(SEG["fetch"]["cellpose"]), list(SEG["fetch"]["stardist"])
+    for target in ("cells", "nuclei"):
+        spec, method = str(SEG[target]["model"]), SEG[target]["method"]
+        if method == "cellpose" and hcs_models.is_cellpose_builtin(spec):
+            cp.append(spec)
+        if method == "stardist" and hcs_models.is_stardist_pretrained(spec):
+            sd.append(spec)
+    start = SEG_TRAIN["cellpose"]["start"]
+    if SEG_TRAIN["cellpose"]["enabled"] and hcs_models.is_cellpose_builtin(start):
+        cp.append(start)
+    return sorted(set(cp)), sorted(set(sd))
+
+
+SEG_FETCH_CP, SEG_FETCH_SD = _fetch_lists()
+
+
+localrules:
+    fetch_models,
+
+
+rule fetch_models:
+    """Download pretrained weights into resources/models (run on a login node with internet)."""
+    output:
+        cellpose=[str(hcs_models.cellpose_weights_path(n, SEG_MODELS_DIR)) for n in SEG_FETCH_CP]
+        + [str(hcs_models.cellpose_size_path(n, SEG_MODELS_DIR)) for n in SEG_FETCH_CP],
+        stardist=[str(hcs_models.stardist_model_dir(n, SEG_MODELS_DIR) / "config.json") for n in SEG_FETCH_SD],
+    params:
+        cellpose=SEG_FETCH_CP,
+        stardist=SEG_FETCH_SD,
+        models_dir=SEG_MODELS_DIR,
+    log:
+        f"{LOGS}/fetch_models.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/stardist.yaml"
+    script:
+        "../scripts/fetch_models.py"
+
+
+# ---- training data, split (parse time, deterministic) -----------------------------------------
+def _seg_split_table():
+    """Images with true masks and their split (train / valid / test), or None without masks."""
+    if not SEG_TRAIN["masks"]:
+        return None
+    sp = SEG_TRAIN["split"]
+    table = IMAGES[["plate", "image", "well"] + (["condition"] if "condition" in IMAGES else [])].copy()
+    table["split"] = hcs_segtrain.split_images(
+        table, method=sp["method"], valid_fraction=sp["valid_fraction"],
+        test_fraction=sp["test_fraction"], seed=sp["seed"], group_by=sp["group_by"],
+        valid_pattern=sp["valid_pattern"], test_pattern=sp["test_pattern"],
+    )
+    return table
+
+
+SEG_SPLIT = _seg_split_table()
+
+
+def _seg_truth_files(table, target):
+    """True-mask files of the images in ``table`` (the demo's are written by demo_plate)."""
+    files = []
+    for plate, image in zip(table["plate"], table["image"]):
+        files += hcs_segtrain.find_mask_files(SEG_TRAIN["masks"], plate, image, target)
+    if config["demo"]["enabled"]:
+        demo_dir = str(Path(config["demo"]["out_dir"]))
+        if any(str(Path(f)).startswith(demo_dir + "/") for f in files):
+            # demo_plate does not list every truth mask as an output; its truth table stands in.
+            files = [f for f in files if not str(Path(f)).startswith(demo_dir + "/")]
+            files.append(f"{demo_dir}/truth/cells.tsv")
+    return sorted(set(files))
+
+
+def _seg_images(split_names):
+    t = SEG_SPLIT[SEG_SPLIT["split"].isin(split_names)]
+    return IMAGES.merge(t[["plate", "image", "split"]], on=["plate", "image"])
+
+
+SEG_TRAINING = SEG_SPLIT is not None and (
+    SEG_TRAIN["cellpose"]["enabled"] or SEG_TRAIN["stardist"]["enabled"]
+)
+
+if SEG_TRAIN["cellpose"]["enabled"] or SEG_TRAIN["stardist"]["enabled"]:
+    if SEG_SPLIT is None:
+        raise WorkflowError("segmentation.train.*.enabled needs segmentation.train.masks (a path template)")
+
+if SEG_TRAINING:
+
+    rule prepare_seg_training:
+        """Training arrays (same input recipe as segmentation) and the train/valid/test split."""
+        input:
+            images=[f for files in _seg_images(["train", "valid"])["raw_files"] for f in files],
+            masks=_seg_truth_files(_seg_images(["train", "valid"]), "cells")
+            + _seg_truth_files(_seg_images(["train", "valid"]), "nuclei"),
+        output:
+            cells=f"{RESULTS}/segmentation/training/cells.npz",
+            nuclei=f"{RESULTS}/segmentation/training/nuclei.npz",
+            split=f"{RESULTS}/segmentation/training/split.tsv",
+        params:
+            table=_seg_images(["train", "valid", "test"]).to_dict("records"),
+            seg=_seg_subset("min_contrast", "threshold", "cells", "nuclei", train_masks=True),
+            channels=config["images"]["channels"],
+            project_z=config["images"].get("project_z", "max"),
+        log:
+            f"{LOGS}/prepare_seg_training.log",
+        threads: 1
+        resources:
+            mem_mb=lambda wc, attempt: 4000 * attempt,
+            runtime=30,
+        conda:
+            "../envs/cellpose.yaml"
+        script:
+            "../scripts/prepare_seg_training.py"
+
+
+if SEG_TRAIN["cellpose"]["enabled"]:
+
+    def _cp_start_input():
+        start = SEG_TRAIN["cellpose"]["start"]
+        if start == "scratch":
+            return []
+        return [str(hcs_models.model_input_path("cellpose", start, SEG_MODELS_DIR))]
+
+    rule train_cellpose:
+        """Train / fine-tune Cellpose for cells (CELLULAR protocol); saves weights + curve."""
+        input:
+            data=rules.prepare_seg_training.output.cells,
+            start=_cp_start_input(),
+        output:
+            model=SEG_CP_TRAINED,
+            history=f"{SEG_CP_TRAINED}.history.tsv",
+            curve=f"{SEG_CP_TRAINED}.curve.png",
+        params:
+            train=SEG_TRAIN["cellpose"],
+            models_dir=SEG_MODELS_DIR,
+            gpu=SEG["gpu"],
+        log:
+            f"{LOGS}/train_cellpose.log",
+        # Training is on the critical path: start it before the many per-image jobs.
+        priority: 50
+        threads: SEG["train_threads"]
+        resources:
+            mem_mb=8000,
+            runtime=240,
+            gpu=1 if SEG["gpu"] else 0,
+        conda:
+            "../envs/cellpose.yaml"
+        script:
+            "../scripts/train_cellpose.py"
+
+
+if SEG_TRAIN["stardist"]["enabled"]:
+
+    rule train_stardist:
+        """Train StarDist 2D for nuclei; saves the model folder + curve."""
+        input:
+            data=rules.prepare_seg_training.output.nuclei,
+        output:
+            model=[f"{SEG_SD_TRAINED}/{f}" for f in SEG_SD_FILES],
+            history=f"{SEG_SD_TRAINED}.history.tsv",
+            curve=f"{SEG_SD_TRAINED}.curve.png",
+        params:
+            train=SEG_TRAIN["stardist"],
+        log:
+            f"{LOGS}/train_stardist.log",
+        # Training is on the critical path: start it before the many per-image jobs.
+        priority: 50
+        threads: SEG["train_threads"]
+        resources:
+            mem_mb=8000,
+            runtime=240,
+        conda:
+            "../envs/stardist.yaml"
+        script:
+            "../scripts/train_stardist.py"
+
+
+# ---- segmentation -----------------------------------------------------------------------------
+def _seg_env(target):
+    return "../envs/stardist.yaml" if SEG[target]["method"] == "stardist" else "../envs/cellpose.yaml"
+
+
+def _seg_resources(target):
+    deep = SEG[target]["method"] in ("cellpose", "stardist")
+    base_mb = 6000 if deep else 2000
+    # memory grows with each retry (profiles/slurm: retries), e.g. for unusually large fields
+    res = {"mem_mb": lambda wc, attempt: base_mb * attempt, "runtime": 30}
+    if SEG[target]["method"] == "cellpose" and SEG["gpu"]:
+        res["gpu"] = 1
+    return res
+
+
+if SEG["nuclei"]["method"] != "none":
+
+    rule segment_nuclei:
+        """Nucleus label mask of one field (StarDist, Cellpose or Otsu + watershed)."""
+        input:
+            image=raw_files,
+            model=_seg_model_input("nuclei"),
+        output:
+            f"{RESULTS}/{{plate}}/masks/nuclei/{{image}}.tif",
+        params:
+            seg=_seg_subset(*SEG_SPEC_KEYS),
+            model=_seg_model_spec("nuclei") if SEG["nuclei"]["method"] != "threshold" else None,
+            channels=config["images"]["channels"],
+            project_z=config["images"].get("project_z", "max"),
+        log:
+            f"{LOGS}/segment_nuclei/{{plate}}/{{image}}.log",
+        threads: SEG["threads"]
+        resources:
+            **_seg_resources("nuclei"),
+        conda:
+            _seg_env("nuclei")
+        script:
+            "../scripts/segment_nuclei.py"
+
+    ALL_TARGETS.extend(per_image(f"{RESULTS}/{{plate}}/masks/nuclei/{{image}}.tif"))
+
+
+if SEG["cells"]["method"] != "none":
+    _SEG_CELLS_SEEDS = SEG["cells"]["method"] == "threshold" and SEG["cells"]["nuclear_channel"] is not None
+    if _SEG_CELLS_SEEDS and SEG["nuclei"]["method"] == "none":
+        raise WorkflowError(
+            "segmentation.cells.method 'threshold' with a nuclear_channel grows cells from the nuclei "
+            "masks: set segmentation.nuclei.method (or cells.nuclear_channel: null)"
+        )
+
+    rule segment_cells:
+        """Whole-cell label mask of one field (Cellpose, or a watershed seeded by the nuclei)."""
+        input:
+            image=raw_files,
+            model=_seg_model_input("cells"),
+            nuclei=[f"{RESULTS}/{{plate}}/masks/nuclei/{{image}}.tif"] if _SEG_CELLS_SEEDS else [],
+        output:
+            f"{RESULTS}/{{plate}}/masks/cells/{{image}}.tif",
+        params:
+            seg=_seg_subset(*SEG_SPEC_KEYS),
+            model=_seg_model_spec("cells") if SEG["cells"]["method"] != "threshold" else None,
+            channels=config["images"]["channels"],
+            project_z=config["images"].get("project_z", "max"),
+        log:
+            f"{LOGS}/segment_cells/{{plate}}/{{image}}.log",
+        threads: SEG["threads"]
+        resources:
+            **_seg_resources("cells"),
+        conda:
+            _seg_env("cells")
+        script:
+            "../scripts/segment_cells.py"
+
+    ALL_TARGETS.extend(per_image(f"{RESULTS}/{{plate}}/masks/cells/{{image}}.tif"))
+
+
+SEG_TARGETS = [t for t in ("cells", "nuclei") if SEG[t]["method"] != "none"]
+
+if SEG_TARGETS:
+
+    rule count_objects:
+        """Cells / nuclei per image and their sizes (results/segmentation/counts.tsv)."""
+        input:
+            masks=[m for t in SEG_TARGETS for m in per_image(f"{RESULTS}/{{plate}}/masks/{t}/{{image}}.tif")],
+        output:
+            f"{RESULTS}/segmentation/counts.tsv",
+        params:
+            table=IMAGES[["plate", "image", "well", "field"]].to_dict("records"),
+            targets=SEG_TARGETS,
+            results=RESULTS,
+        log:
+            f"{LOGS}/count_objects.log",
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=30,
+        conda:
+            "../envs/cellpose.yaml"
+        script:
+            "../scripts/count_objects.py"
+
+    ALL_TARGETS.append(f"{RESULTS}/segmentation/counts.tsv")
+
+
+# ---- evaluation -------------------------------------------------------------------------------
+if SEG_EVAL["enabled"] and SEG_TARGETS:
+    if SEG_SPLIT is None:
+        raise WorkflowError("segmentation.evaluate.enabled needs segmentation.train.masks (true masks)")
+    SEG_EVAL_IMAGES = _seg_images(["test"] if SEG_EVAL["images"] == "test" else ["train", "valid", "test"])
+    if SEG_EVAL_IMAGES.empty:
+        raise WorkflowError(
+            "segmentation.evaluate: no held-out (test) images; raise train.split.test_fraction, "
+            "set a test_pattern, or evaluate.images: all"
+        )
+    SEG_BASELINE = SEG_EVAL["baseline"]
+
+    if SEG_BASELINE:
+
+        rule segment_baseline:
+            """The classical method on an evaluated image, for comparison (both targets)."""
+            input:
+                image=raw_files,
+            output:
+                cells=f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.cells.tif",
+                nuclei=f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.nuclei.tif",
+            params:
+                seg=_seg_subset("min_contrast", "threshold", "cells", "nuclei"),
+                channels=config["images"]["channels"],
+                project_z=config["images"].get("project_z", "max"),
+            log:
+                f"{LOGS}/segment_baseline/{{plate}}/{{image}}.log",
+            threads: 1
+            resources:
+                mem_mb=2000,
+                runtime=10,
+            conda:
+                "../envs/cellpose.yaml"
+            script:
+                "../scripts/segment_baseline.py"
+
+    rule evaluate_segmentation:
+        """Pixel and instance metrics against true masks, per image and summarised; overlays."""
+        input:
+            pred=[m for t in SEG_TARGETS for m in per_image(f"{RESULTS}/{{plate}}/masks/{t}/{{image}}.tif", SEG_EVAL_IMAGES)],
+            baseline=per_image(f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.cells.tif", SEG_EVAL_IMAGES)
+            + per_image(f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.nuclei.tif", SEG_EVAL_IMAGES)
+            if SEG_BASELINE else [],
+            truth=sorted(set(_seg_truth_files(SEG_EVAL_IMAGES, "cells") + _seg_truth_files(SEG_EVAL_IMAGES, "nuclei"))),
+            images=[f for files in SEG_EVAL_IMAGES["raw_files"] for f in files],
+        output:
+            per_image=f"{RESULTS}/segmentation/eval/per_image.tsv",
+            summary=f"{RESULTS}/segmentation/eval/summary.tsv",
+            overlays=directory(f"{RESULTS}/segmentation/eval/overlays"),
+        params:
+            table=SEG_EVAL_IMAGES.to_dict("records"),
+            seg=_seg_subset("cells", "nuclei", "evaluate", train_masks=True),
+            targets=SEG_TARGETS,
+            results=RESULTS,
+            project_z=config["images"].get("project_z", "max"),
+        log:
+            f"{LOGS}/evaluate_segmentation.log",
+        threads: 1
+        resources:
+            mem_mb=lambda wc, attempt: 4000 * attempt,
+            runtime=30,
+        conda:
+            "../envs/cellpose.yaml"
+        script:
+            "../scripts/evaluate_segmentation.py"
+
+    ALL_TARGETS.extend(
+        [f"{RESULTS}/segmentation/eval/per_image.tsv", f"{RESULTS}/segmentation/eval/summary.tsv"]
+    )
