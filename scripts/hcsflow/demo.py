@@ -338,7 +338,6 @@ def generate(out_dir: str | Path, spec: DemoSpec = DemoSpec(), progress: bool = 
 
     out = Path(out_dir)
     start = time.perf_counter()
-    rng = np.random.default_rng(spec.seed)
     truth_cells, truth_shifts = [], []
     jobs = [
         (plate, row, col, cond, fld)
