@@ -1,28 +1,19 @@
 """Rule crop_rois: crop every cell of one image into one array file plus an index table, for each
 configured crop type (output lists are in the order of params.crop_types)."""
 
-from hcsflow.alignment import check_masks, pair_nuclei_to_cells
+from hcsflow.alignment import read_field
 from hcsflow.crops import crop_rois, save_crops
 from hcsflow.features import image_metadata
 from hcsflow.ingest import read_image_table
-from hcsflow.io import read_image, read_labels, write_table
+from hcsflow.io import write_table
 from hcsflow.runner import rule_logging
 
 with rule_logging(snakemake) as log:
     inp, out, par = snakemake.input, snakemake.output, snakemake.params
     wc = snakemake.wildcards
     meta = image_metadata(read_image_table(inp.images), wc.plate, wc.image)
-    image_paths = list(inp.image)
-    image = read_image(image_paths, project_z=par.project_z)
-    if image.shape[0] != len(par.channels):
-        raise ValueError(
-            f"{image_paths}: {image.shape[0]} channel(s) but images.channels lists "
-            f"{len(par.channels)}; fix images.channels"
-        )
-    cells, nuclei = read_labels(inp.cells), read_labels(inp.nuclei)
-    check_masks(image.shape[1:], image_paths, cells=(cells, inp.cells), nuclei=(nuclei, inp.nuclei))
-    # Masks from separate segmentations: nucleus i must be the nucleus of cell i.
-    nuclei, pairing = pair_nuclei_to_cells(cells, nuclei, min_overlap=par.min_nucleus_overlap)
+    image, cells, nuclei, pairing = read_field(inp.image, inp.cells, inp.nuclei, par.channels,
+                                               par.project_z, par.min_nucleus_overlap)
     for crop_type, crops_path, index_path in zip(par.crop_types, out.crops, out.index, strict=True):
         settings = dict(par.crops.get(crop_type, {}))
         crops, index, dropped = crop_rois(image, cells, nuclei, crop_type,

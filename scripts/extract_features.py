@@ -1,9 +1,9 @@
 """Rule extract_features: per-cell intensity, shape and texture features of one image."""
 
-from hcsflow.alignment import check_masks, pair_nuclei_to_cells
+from hcsflow.alignment import read_field
 from hcsflow.features import image_features, image_metadata
 from hcsflow.ingest import read_image_table
-from hcsflow.io import read_image, read_labels, write_table
+from hcsflow.io import write_table
 from hcsflow.runner import rule_logging
 
 with rule_logging(snakemake) as log:
@@ -11,16 +11,8 @@ with rule_logging(snakemake) as log:
     wc = snakemake.wildcards
     meta = image_metadata(read_image_table(inp.images), wc.plate, wc.image)
     cfg = par.features
-    image_paths = list(inp.image)
-    image = read_image(image_paths, project_z=par.project_z)
-    if image.shape[0] != len(par.channels):
-        raise ValueError(
-            f"{image_paths}: {image.shape[0]} channel(s) but images.channels lists "
-            f"{len(par.channels)}; fix images.channels"
-        )
-    cells, nuclei = read_labels(inp.cells), read_labels(inp.nuclei)
-    check_masks(image.shape[1:], image_paths, cells=(cells, inp.cells), nuclei=(nuclei, inp.nuclei))
-    nuclei, pairing = pair_nuclei_to_cells(cells, nuclei, min_overlap=par.min_nucleus_overlap)
+    image, cells, nuclei, pairing = read_field(inp.image, inp.cells, inp.nuclei, par.channels,
+                                               par.project_z, par.min_nucleus_overlap)
     texture = dict(cfg["texture"])
     table = image_features(
         image, cells, nuclei, par.channels,

@@ -528,6 +528,30 @@ def check_masks(image_shape, image_paths, **masks) -> None:
             )
 
 
+def read_field(image_paths, cells_path, nuclei_path, channels, project_z="max",
+               min_nucleus_overlap=0.5):
+    """Read one field and its masks for cropping / measuring: checks, then pairs the nuclei.
+
+    Returns ``(image, cells, nuclei, pairing)``: the ``(C, Y, X)`` image, the cell labels, the
+    nuclei renumbered to their cell's id (:func:`pair_nuclei_to_cells`) and the pairing summary.
+    Raises a ValueError naming the file when the channel count or a mask's size is wrong.
+    """
+    from hcsflow.io import read_image, read_labels
+
+    image_paths = list(image_paths)
+    image = read_image(image_paths, project_z=project_z)
+    if image.shape[0] != len(channels):
+        raise ValueError(
+            f"{image_paths}: {image.shape[0]} channel(s) but images.channels lists "
+            f"{len(channels)}; fix images.channels"
+        )
+    cells, nuclei = read_labels(cells_path), read_labels(nuclei_path)
+    check_masks(image.shape[1:], image_paths, cells=(cells, cells_path), nuclei=(nuclei, nuclei_path))
+    # Masks from separate segmentations: nucleus i must be the nucleus of cell i.
+    nuclei, pairing = pair_nuclei_to_cells(cells, nuclei, min_overlap=min_nucleus_overlap)
+    return image, cells, nuclei, pairing
+
+
 def check_gt(cp_shape, cp_paths, gt_shape, gt_paths, gt_channel_names) -> None:
     """Raise a ValueError naming the files when the GT image's size or channel count is wrong."""
     if tuple(gt_shape[1:]) != tuple(cp_shape[1:]):

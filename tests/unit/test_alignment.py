@@ -191,3 +191,27 @@ def test_input_checks_name_the_files():
     with pytest.raises(ValueError, match="GT image is"):
         align_gt_to_cp(np.zeros((1, 10, 10)), np.zeros((1, 12, 10)), np.zeros((10, 10), int),
                        np.zeros((10, 10), int))
+
+
+def test_read_field_checks_channels_and_mask_size_and_pairs(tmp_path):
+    import tifffile
+
+    from hcsflow.alignment import read_field
+    from hcsflow.io import write_labels
+
+    image = np.zeros((2, 20, 20), np.uint16)
+    tifffile.imwrite(tmp_path / "img.tif", image, metadata={"axes": "CYX"})
+    cells = np.zeros((20, 20), np.uint16)
+    cells[2:10, 2:10] = 5
+    nuclei = np.zeros((20, 20), np.uint16)
+    nuclei[4:7, 4:7] = 1  # another id: paired to cell 5 and renumbered
+    write_labels(tmp_path / "cells.tif", cells)
+    write_labels(tmp_path / "nuclei.tif", nuclei)
+    _, _, paired, _ = read_field([tmp_path / "img.tif"], tmp_path / "cells.tif",
+                                 tmp_path / "nuclei.tif", ["a", "b"])
+    assert set(np.unique(paired)) == {0, 5}
+    with pytest.raises(ValueError, match="2 channel\\(s\\) but images.channels lists 3"):
+        read_field([tmp_path / "img.tif"], tmp_path / "cells.tif", tmp_path / "nuclei.tif", ["a", "b", "c"])
+    write_labels(tmp_path / "small.tif", cells[:10])
+    with pytest.raises(ValueError, match="small.tif: cells mask is \\(10, 20\\)"):
+        read_field([tmp_path / "img.tif"], tmp_path / "small.tif", tmp_path / "nuclei.tif", ["a", "b"])
