@@ -1,5 +1,6 @@
 """Rule train_stardist: train StarDist 2D for nuclei, save the model folder + curve."""
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -24,10 +25,13 @@ with rule_logging(snakemake) as log:
     work = final.parent / f".{final.name}.training"
     shutil.rmtree(work, ignore_errors=True)
     try:
-        folder, history = segtrain.train_stardist(
-            *data["train"], basedir=work, model_name=final.name, params=params,
-            valid_images=data["valid"][0] or None, valid_labels=data["valid"][1] or None,
-        )
+        # StarDist trains with Keras' progress bar hard-wired on (verbose=1): send it to the rule's
+        # log (plain per-epoch lines there) instead of flooding the terminal.
+        with open(snakemake.log[0], "a") as progress, contextlib.redirect_stdout(progress):
+            folder, history = segtrain.train_stardist(
+                *data["train"], basedir=work, model_name=final.name, params=params,
+                valid_images=data["valid"][0] or None, valid_labels=data["valid"][1] or None,
+            )
         for f in snakemake.output.model:
             if not (folder / Path(f).name).is_file():
                 raise FileNotFoundError(f"StarDist did not write {Path(f).name} in {folder}")

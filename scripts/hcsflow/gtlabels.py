@@ -209,7 +209,9 @@ def label_cells(
     ``label`` is the GT class for cells of wells whose condition is in ``gt_conditions`` (default:
     every condition that is not a class name, i.e. the co-cultures) and the layout condition for
     the other wells. Cells of images without GT (no marker columns / NaN values) get the layout
-    condition.
+    condition. A cell of such a well whose image has GT but which has no GT measurement itself
+    (e.g. a cell without a nucleus when markers are measured in nuclei) gets ``other``: its class is
+    unknown, and the well's condition (a co-culture) is not a class.
     """
     out = table.copy()
     cond = out[condition_col].astype(object)
@@ -218,15 +220,18 @@ def label_cells(
         out["gt_class"] = classify(out, rules, column_of, thresholds, other=other)
         out.loc[~have_gt, "gt_class"] = None
         if gt_conditions is None:
-            use_gt = ~cond.isin(list(rules)) & cond.notna()
+            gt_well = ~cond.isin(list(rules)) & cond.notna()
         else:
-            use_gt = cond.isin(list(gt_conditions))
-        use_gt &= have_gt
+            gt_well = cond.isin(list(gt_conditions))
+        keys = [c for c in ("Metadata_Plate", "Metadata_Image") if c in out.columns]
+        image_has_gt = have_gt.groupby([out[k] for k in keys]).transform("any") if keys else have_gt.any()
+        use_gt = gt_well & have_gt
+        unmeasured = gt_well & ~have_gt & image_has_gt
     else:
         out["gt_class"] = None
-        use_gt = pd.Series(False, index=out.index)
-    out["label"] = np.where(use_gt, out["gt_class"], cond)
-    out["label_source"] = np.where(use_gt, "gt", "layout")
+        use_gt = unmeasured = pd.Series(False, index=out.index)
+    out["label"] = np.where(use_gt, out["gt_class"], np.where(unmeasured, other, cond))
+    out["label_source"] = np.where(use_gt | unmeasured, "gt", "layout")
     return out
 
 

@@ -104,11 +104,15 @@ def test_without_monocultures_thresholds_fall_back_to_otsu():
 def test_cells_without_gt_keep_the_layout_condition_and_gt_conditions_option():
     table = _table()
     table.loc[table.index[-5:], [COLS["EdU"], COLS["BrdU"]]] = np.nan  # image without GT
+    table.loc[table.index[-5:], "Metadata_Image"] = "y"
+    table.loc[table.index[-6], [COLS["EdU"], COLS["BrdU"]]] = np.nan  # a cell without nucleus
     rules = parse_rules(CLASSES)
     out = label_cells(table, rules, COLS, {"EdU": 1500, "BrdU": 1500})
     last = out.iloc[-5:]
     assert (last["label"] == "coculture").all() and (last["label_source"] == "layout").all()
     assert last["gt_class"].isna().all()
+    # in an image with GT, a co-culture cell without its own GT measurement is of unknown class
+    assert out.iloc[-6]["label"] == "inconclusive" and out.iloc[-6]["label_source"] == "gt"
     out = label_cells(table, rules, COLS, {"EdU": 1500, "BrdU": 1500}, gt_conditions=["astro"])
     assert (out.loc[out["Metadata_Condition"] == "astro", "label_source"] == "gt").all()
     assert (out.loc[out["Metadata_Condition"] == "coculture", "label"] == "coculture").all()
