@@ -218,9 +218,12 @@ def segment_threshold_nuclei(plane: np.ndarray, params: ThresholdParams | None =
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     # Components without a peak (tiny blobs) still get a seed.
     missing = np.setdiff1d(np.unique(comp[mask]), np.unique(comp[markers > 0]))
+    # Look only inside each blob's bounding box (not the whole image once per blob).
+    boxes = ndi.find_objects(comp)
     for i, lab in enumerate(missing, start=len(peaks) + 1):
-        ys, xs = np.nonzero(comp == lab)
-        markers[ys[len(ys) // 2], xs[len(xs) // 2]] = i
+        box = boxes[lab - 1]
+        ys, xs = np.nonzero(comp[box] == lab)
+        markers[box][ys[len(ys) // 2], xs[len(xs) // 2]] = i
     labels = watershed(-dist, markers, mask=mask)
     return finalize_labels(labels, params.min_size)
 

@@ -190,3 +190,21 @@ def test_fetched_files_are_found(tmp_path):
     assert r.path == tmp_path / "cellpose" / "cyto2torch_0" and r.size_path is not None
     assert models.model_input_path("stardist", "2D_versatile_fluo", tmp_path) == (
         tmp_path / "stardist" / "2D_versatile_fluo" / "config.json")
+
+
+def test_threshold_nuclei_seeds_blobs_that_get_no_distance_peak(monkeypatch):
+    """Components the peak finder misses still become objects (seeded within their own box)."""
+    import skimage.feature
+
+    from hcsflow.segmentation import ThresholdParams, segment_threshold_nuclei
+
+    orig = skimage.feature.peak_local_max
+    monkeypatch.setattr(skimage.feature, "peak_local_max", lambda dist, **kw: orig(dist, **kw)[:1])
+    img = np.full((80, 80), 10, np.float32)
+    img[5:12, 5:12] = 1000
+    img[50:58, 60:68] = 1000
+    img[25:45, 25:45] = 1000
+    img += np.random.default_rng(0).normal(0, 1, img.shape).astype(np.float32)
+    labels = segment_threshold_nuclei(img, ThresholdParams(sigma=0.5))
+    areas = sorted(int((labels == v).sum()) for v in np.unique(labels)[1:])
+    assert len(areas) == 3 and areas[0] > 30 and areas[-1] > 350
