@@ -35,8 +35,10 @@ rule all:
     default_target: True
 
 
-# Every other rules/*.smk is a stage; they are included in alphabetical order.
-for _stage in sorted(Path(workflow.basedir, "rules").glob("*.smk")):
-    if _stage.name != "common.smk":
-
-        include: str(_stage)
+# Stage files in pipeline order (a stage may use what an earlier one defines).
+include: "rules/ingest.smk"
+include: "rules/segment.smk"
+include: "rules/align.smk"
+include: "rules/crops.smk"
+include: "rules/features.smk"
+include: "rules/labels.smk"
