@@ -97,3 +97,54 @@ def layout_files():
 
 # Each stage .smk appends its final outputs; `rule all` collects them.
 ALL_TARGETS = [f"{RESULTS}/images.tsv"]
+
+
+# ---- classify (issue 10: rules/classify.smk) ----------------------------------------------------
+from hcsflow.trainset import ClassifyError, check_config as check_classify_config
+
+try:
+    check_classify_config(config)
+except ClassifyError as exc:
+    raise WorkflowError(str(exc)) from None
+
+CLASSIFY = config.get("classify", {})
+CLASSIFY_ENABLED = bool(CLASSIFY.get("enabled", False))
+CLASSIFY_DIR = f"{RESULTS}/classify"
+# Classical models (classify.models), trained by rule train_classifier.
+CLASSICAL_MODELS = list(CLASSIFY.get("models", {})) if CLASSIFY_ENABLED else []
+# EVERY model that writes results/classify/{model}/predictions.parquet. Rule evaluate_model
+# (metrics, votes, figures) takes any of them, and summarize_models covers all of them. The deep
+# stage appends its names (CLASSIFY_MODELS += list(deep models)) and constrains the {model}
+# wildcard of its own training rule to them, as train_classifier does for CLASSICAL_MODELS.
+CLASSIFY_MODELS = list(CLASSICAL_MODELS)
+# Plates whose units are in results/classify/units.parquet (one plate map per plate and model).
+CLASSIFY_PLATES = [
+    p for p in PLATES if p not in set(map(str, CLASSIFY.get("exclude_plates", [])))
+]
+
+
+def classify_model_regex(names):
+    """A {model} wildcard constraint matching exactly ``names`` (nothing when empty)."""
+    import re
+
+    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
+
+
+def classify_evaluation(model):
+    """The evaluation outputs of one model (rule evaluate_model)."""
+    d = f"{CLASSIFY_DIR}/{model}"
+    return [
+        f"{d}/{name}"
+        for name in ("metrics.tsv", "class_report.tsv", "confusion.png", "roc.png", "wells.parquet")
+    ] + [f"{d}/heatmap_{plate}.png" for plate in CLASSIFY_PLATES]
+
+
+def classify_summary_inputs(wildcards):
+    """Every model's metrics (and its other evaluation outputs, so `all` makes them too).
+
+    Evaluated when the DAG is built, so models appended to CLASSIFY_MODELS by later stage
+    files are included."""
+    return {
+        "metrics": [f"{CLASSIFY_DIR}/{m}/metrics.tsv" for m in CLASSIFY_MODELS],
+        "other": [f for m in CLASSIFY_MODELS for f in classify_evaluation(m)],
+    }
