@@ -17,15 +17,16 @@ def _image_has_gt(wildcards):
 
 
 def raw_masks(wildcards):
-    """The unaligned masks of {plate}/{image}: {'cells': path, 'nuclei': path}."""
-    return {c: _masks_source(wildcards.plate, wildcards.image, c) for c in ("cells", "nuclei")}
+    """The unaligned masks of {plate}/{image} that the run uses (MASKS_USED, see hcsflow.checks):
+    {'cells': path, 'nuclei': path}, or only one of them."""
+    return {c: _masks_source(wildcards.plate, wildcards.image, c) for c in MASKS_USED}
 
 
 def analysis_masks(wildcards):
     """Masks that cropping and features use: aligned + filtered where the image has GT."""
     if _image_has_gt(wildcards):
         base = f"{RESULTS}/{wildcards.plate}/aligned/{wildcards.image}"
-        return {"cells": f"{base}.cells.tif", "nuclei": f"{base}.nuclei.tif"}
+        return {c: f"{base}.{c}.tif" for c in MASKS_USED}
     return raw_masks(wildcards)
 
 
@@ -41,6 +42,7 @@ rule align_gt:
     input:
         unpack(raw_masks),
         cp=raw_files,
+        validated=validated,
         images=f"{RESULTS}/images.tsv",
         gt=gt_files,
     output:

@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from snakemake.exceptions import WorkflowError
 
+from hcsflow import checks as hcs_checks
 from hcsflow import demo as hcs_demo
 from hcsflow.ingest import IngestError, SourceSpec, build_table
 
@@ -93,6 +94,31 @@ def layout_files():
     if layout is None:
         return []
     return sorted(set(layout.values())) if isinstance(layout, dict) else [layout]
+
+
+def plate_layout(wildcards):
+    """The layout file of ``{plate}`` (empty list without a layout)."""
+    layout = config["images"].get("layout")
+    if isinstance(layout, dict):
+        layout = layout.get(wildcards.plate, layout.get("*"))
+    return [layout] if layout else []
+
+
+# Every job that reads raw images depends on its plate's content check (rule validate_images in
+# ingest.smk): a corrupt file or a wrong channel count stops the run before any of them starts.
+def validated(wildcards):
+    """The content check of ``{plate}``'s raw images."""
+    return f"{RESULTS}/{wildcards.plate}/validation.tsv"
+
+
+def validated_plates(table):
+    """The content checks of the plates in ``table`` (jobs reading images of several plates)."""
+    return [f"{RESULTS}/{p}/validation.tsv" for p in sorted(table["plate"].unique())]
+
+
+# The masks alignment, crops and features read (hcsflow.checks: a nuclei-only run never asks for
+# a cell mask, a cells-only run never for a nucleus mask).
+MASKS_USED = hcs_checks.analysis_masks_used(config)
 
 
 # Each stage .smk appends its final outputs; `rule all` collects them.

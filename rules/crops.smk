@@ -23,6 +23,7 @@ if _CROP_TYPES:
         input:
             unpack(analysis_masks),
             image=raw_files,
+            validated=validated,
             images=f"{RESULTS}/images.tsv",
         output:
             crops=expand(_CROPS + ".npz", crop_type=_CROP_TYPES, allow_missing=True),

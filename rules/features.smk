@@ -11,6 +11,7 @@ rule extract_features:
     input:
         unpack(analysis_masks),
         image=raw_files,
+        validated=validated,
         images=f"{RESULTS}/images.tsv",
     output:
         _FEATURES,

@@ -154,19 +154,26 @@ if SEG_TRAIN["cellpose"]["enabled"] or SEG_TRAIN["stardist"]["enabled"]:
     if SEG_SPLIT is None:
         raise WorkflowError("segmentation.train.*.enabled needs segmentation.train.masks (a path template)")
 
+# Targets with a training rule: each needs only its own true masks (StarDist alone: nuclei only).
+SEG_TRAIN_TARGETS = [
+    t for t, tool in (("cells", "cellpose"), ("nuclei", "stardist")) if SEG_TRAIN[tool]["enabled"]
+]
+
 if SEG_TRAINING:
 
     rule prepare_seg_training:
         """Training arrays (same input recipe as segmentation) and the train/valid/test split."""
         input:
             images=[f for files in _seg_images(["train", "valid"])["raw_files"] for f in files],
-            masks=_seg_truth_files(_seg_images(["train", "valid"]), "cells")
-            + _seg_truth_files(_seg_images(["train", "valid"]), "nuclei"),
+            masks=[
+                f for t in SEG_TRAIN_TARGETS for f in _seg_truth_files(_seg_images(["train", "valid"]), t)
+            ],
+            validated=validated_plates(_seg_images(["train", "valid"])),
         output:
-            cells=f"{RESULTS}/segmentation/training/cells.npz",
-            nuclei=f"{RESULTS}/segmentation/training/nuclei.npz",
+            **{t: f"{RESULTS}/segmentation/training/{t}.npz" for t in SEG_TRAIN_TARGETS},
             split=f"{RESULTS}/segmentation/training/split.tsv",
         params:
+            targets=SEG_TRAIN_TARGETS,
             table=_seg_images(["train", "valid", "test"]).to_dict("records"),
             seg=_seg_subset("min_contrast", "threshold", "cells", "nuclei", train_masks=True),
             channels=config["images"]["channels"],
@@ -266,6 +273,7 @@ if SEG["nuclei"]["method"] != "none":
         """Nucleus label mask of one field (StarDist, Cellpose or Otsu + watershed)."""
         input:
             image=raw_files,
+            validated=validated,
             model=_seg_model_input("nuclei"),
         output:
             f"{RESULTS}/{{plate}}/masks/nuclei/{{image}}.tif",
@@ -299,6 +307,7 @@ if SEG["cells"]["method"] != "none":
         """Whole-cell label mask of one field (Cellpose, or a watershed seeded by the nuclei)."""
         input:
             image=raw_files,
+            validated=validated,
             model=_seg_model_input("cells"),
             nuclei=[f"{RESULTS}/{{plate}}/masks/nuclei/{{image}}.tif"] if _SEG_CELLS_SEEDS else [],
         output:
@@ -367,6 +376,7 @@ if SEG_EVAL["enabled"] and SEG_TARGETS:
             """The classical method on an evaluated image, for comparison (both targets)."""
             input:
                 image=raw_files,
+                validated=validated,
             output:
                 cells=f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.cells.tif",
                 nuclei=f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.nuclei.tif",
@@ -389,11 +399,15 @@ if SEG_EVAL["enabled"] and SEG_TARGETS:
         """Pixel and instance metrics against true masks, per image and summarised; overlays."""
         input:
             pred=[m for t in SEG_TARGETS for m in per_image(f"{RESULTS}/{{plate}}/masks/{t}/{{image}}.tif", SEG_EVAL_IMAGES)],
-            baseline=per_image(f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.cells.tif", SEG_EVAL_IMAGES)
-            + per_image(f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.nuclei.tif", SEG_EVAL_IMAGES)
+            baseline=[
+                b for t in SEG_TARGETS
+                for b in per_image(f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.{t}.tif", SEG_EVAL_IMAGES)
+            ]
             if SEG_BASELINE else [],
-            truth=sorted(set(_seg_truth_files(SEG_EVAL_IMAGES, "cells") + _seg_truth_files(SEG_EVAL_IMAGES, "nuclei"))),
+            # only the evaluated targets' true masks (nuclei-only runs need no true cell masks)
+            truth=sorted(set(f for t in SEG_TARGETS for f in _seg_truth_files(SEG_EVAL_IMAGES, t))),
             images=[f for files in SEG_EVAL_IMAGES["raw_files"] for f in files],
+            validated=validated_plates(SEG_EVAL_IMAGES),
         output:
             per_image=f"{RESULTS}/segmentation/eval/per_image.tsv",
             summary=f"{RESULTS}/segmentation/eval/summary.tsv",

@@ -7,10 +7,11 @@ from hcsflow.alignment import (
     check_gt,
     check_masks,
     qc_figure,
+    read_masks,
 )
 from hcsflow.features import image_features, image_metadata
 from hcsflow.ingest import read_image_table
-from hcsflow.io import read_image, read_labels, save_figure, write_labels, write_table, write_tiff
+from hcsflow.io import read_image, save_figure, write_labels, write_table, write_tiff
 from hcsflow.runner import rule_logging
 
 with rule_logging(snakemake) as log:
@@ -22,8 +23,11 @@ with rule_logging(snakemake) as log:
     cp = read_image(cp_paths, project_z=par.project_z)
     gt = read_image(gt_paths, project_z=par.project_z)
     check_gt(cp.shape, cp_paths, gt.shape, gt_paths, list(par.gt_channels))
-    cells, nuclei = read_labels(inp.cells), read_labels(inp.nuclei)
-    check_masks(cp.shape[1:], cp_paths, cells=(cells, inp.cells), nuclei=(nuclei, inp.nuclei))
+    # A run may have only cell or only nucleus masks (see hcsflow.checks); both outputs are written.
+    cells_path, nuclei_path = getattr(inp, "cells", None), getattr(inp, "nuclei", None)
+    cells, nuclei = read_masks(cells_path, nuclei_path)
+    check_masks(cp.shape[1:], cp_paths, cells=(cells, cells_path or nuclei_path),
+                nuclei=(nuclei, nuclei_path or cells_path))
 
     cp_idx = channel_indices(par.channels, cfg["cp_channels"], "alignment.cp_channels") or [0]
     gt_idx = channel_indices(par.gt_channels, cfg["gt_channels"], "alignment.gt_channels")

@@ -12,7 +12,7 @@ with rule_logging(snakemake) as log:
     inp, out, par = snakemake.input, snakemake.output, snakemake.params
     wc = snakemake.wildcards
     meta = image_metadata(read_image_table(inp.images), wc.plate, wc.image)
-    image, cells, nuclei, pairing = read_field(inp.image, inp.cells, inp.nuclei, par.channels,
+    image, cells, nuclei, pairing = read_field(inp.image, getattr(inp, "cells", None), getattr(inp, "nuclei", None), par.channels,
                                                par.project_z, par.min_nucleus_overlap)
     for crop_type, crops_path, index_path in zip(par.crop_types, out.crops, out.index, strict=True):
         settings = dict(par.crops.get(crop_type, {}))

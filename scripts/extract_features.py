@@ -11,7 +11,7 @@ with rule_logging(snakemake) as log:
     wc = snakemake.wildcards
     meta = image_metadata(read_image_table(inp.images), wc.plate, wc.image)
     cfg = par.features
-    image, cells, nuclei, pairing = read_field(inp.image, inp.cells, inp.nuclei, par.channels,
+    image, cells, nuclei, pairing = read_field(inp.image, getattr(inp, "cells", None), getattr(inp, "nuclei", None), par.channels,
                                                par.project_z, par.min_nucleus_overlap)
     texture = dict(cfg["texture"])
     table = image_features(

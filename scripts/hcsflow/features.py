@@ -731,10 +731,15 @@ def image_metadata(image_table: pd.DataFrame, plate: str, image: str) -> dict:
     row = sel.iloc[0]
     cond = row.get("condition", "")
     cond = None if cond is None or (isinstance(cond, float) and np.isnan(cond)) or cond == "" else str(cond)
-    return {
+    meta = {
         "Metadata_Plate": str(plate),
         "Metadata_Well": str(row["well"]),
         "Metadata_Site": int(row["field"]),
         "Metadata_Image": str(image),
         "Metadata_Condition": cond,
     }
+    # Named-files mode (images.naming: filename): the user's file name, the key users read.
+    filename = row.get("filename", "")
+    if isinstance(filename, str) and filename:
+        meta["Metadata_Filename"] = filename
+    return meta
