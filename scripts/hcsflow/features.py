@@ -284,11 +284,18 @@ def _quantize_segments(values, seg, lo, hi, levels):
 # ----------------------------------------------------------------------------------------------
 # shape
 # ----------------------------------------------------------------------------------------------
-def _convex_image(img: np.ndarray) -> np.ndarray:
-    """``skimage.morphology.convex_hull_image`` of a 2D crop: the hull of the pixels' edge
-    midpoints (its ``offset_coordinates``), only the first/last pixel of each row as candidates,
-    pixel centres on the hull's border included."""
+def _convex_area_feret(img: np.ndarray) -> tuple[int, float]:
+    """Convex area and max Feret diameter of one object (its bounding-box crop), from one hull.
+
+    The hull is ``skimage.morphology.convex_hull_image``'s: the hull of the pixels' edge
+    midpoints (``offset_coordinates``; only the first/last pixel of each row are candidates),
+    pixel centres on its border included. Each row of the hull image is one interval, read off
+    the hull's half-planes. The max Feret diameter is regionprops': the largest distance between
+    the 0.5-level contour points of the hull image, i.e. the midpoints between the first/last
+    inside pixel of each row and column and their outside neighbours.
+    """
     from scipy.spatial import ConvexHull
+    from scipy.spatial.distance import pdist
 
     h, w = img.shape
     rows = np.flatnonzero(img.any(axis=1))
@@ -299,8 +306,9 @@ def _convex_image(img: np.ndarray) -> np.ndarray:
     c = np.concatenate([cmin, cmax]).astype(np.float64)
     pts = np.concatenate([np.stack([r - 0.5, c], 1), np.stack([r + 0.5, c], 1),
                           np.stack([r, c - 0.5], 1), np.stack([r, c + 0.5], 1)])
-    key = np.unique((pts[:, 0] * 2).astype(np.int64) * (2 * w + 4) + (pts[:, 1] * 2 + 2).astype(np.int64))
-    pts = np.stack([(key // (2 * w + 4)) / 2.0, (key % (2 * w + 4) - 2) / 2.0], axis=1)
+    span = 2 * w + 4
+    key = np.unique((pts[:, 0] * 2).astype(np.int64) * span + (pts[:, 1] * 2 + 2).astype(np.int64))
+    pts = np.stack([(key // span) / 2.0, (key % span - 2) / 2.0], axis=1)
     eq = ConvexHull(pts).equations  # n . x + offset <= 0 inside
     # per row, the columns c with n0 * r + n1 * c + off <= tol for every facet: an interval
     rr = np.arange(h, dtype=np.float64)[:, None]
@@ -308,27 +316,19 @@ def _convex_image(img: np.ndarray) -> np.ndarray:
     n1 = eq[:, 1]
     with np.errstate(divide="ignore", invalid="ignore"):
         bound = rhs / n1
-    hi = np.where(n1 > 0, bound, np.inf).min(axis=1)
-    lo = np.where(n1 < 0, bound, -np.inf).max(axis=1)
-    row_ok = np.where(n1 == 0, rhs >= 0, True).all(axis=1)
-    lo = np.maximum(np.ceil(lo), 0)
-    hi = np.minimum(np.floor(hi), w - 1)
-    cc = np.arange(w)
-    return row_ok[:, None] & (cc >= lo[:, None]) & (cc <= hi[:, None])
-
-
-def _feret_max(convex: np.ndarray) -> float:
-    """Max Feret diameter as regionprops: largest distance between the 0.5-level contour points
-    of the convex image, which are the midpoints between inside and outside neighbours."""
-    from scipy.spatial.distance import pdist
-
-    p = np.pad(convex, 1)
-    r, c = np.nonzero(p[:, 1:] != p[:, :-1])
-    r2, c2 = np.nonzero(p[1:, :] != p[:-1, :])
-    pts = np.concatenate([np.stack([r, c + 0.5], 1), np.stack([r2 + 0.5, c2], 1)])
-    if len(pts) < 2:
-        return 0.0
-    return float(np.sqrt(pdist(pts, "sqeuclidean").max()))
+    hi = np.minimum(np.floor(np.where(n1 > 0, bound, np.inf).min(axis=1)), w - 1)
+    lo = np.maximum(np.ceil(np.where(n1 < 0, bound, -np.inf).max(axis=1)), 0)
+    ok = np.where(n1 == 0, rhs >= 0, True).all(axis=1) & (lo <= hi)
+    area = int((hi - lo + 1)[ok].sum())
+    inside = ok[:, None] & (np.arange(w) >= lo[:, None]) & (np.arange(w) <= hi[:, None])
+    cols = np.flatnonzero(inside.any(axis=0))
+    top = inside[:, cols].argmax(axis=0)
+    bottom = h - 1 - inside[::-1, cols].argmax(axis=0)
+    rows_ok = np.flatnonzero(ok)
+    cand = np.concatenate([
+        np.stack([rows_ok, lo[ok] - 0.5], 1), np.stack([rows_ok, hi[ok] + 0.5], 1),
+        np.stack([top - 0.5, cols], 1), np.stack([bottom + 0.5, cols], 1)])
+    return area, float(np.sqrt(pdist(cand, "sqeuclidean").max()))
 
 
 _PERIMETER_WEIGHTS = np.zeros(50)
@@ -432,10 +432,8 @@ def shape_table(labels: np.ndarray, table: PixelTable | None = None) -> np.ndarr
     structure = np.ones((3, 3))
     for k in range(n):
         img = labels[sl[k]] == t.ids[k]
-        convex = _convex_image(img)
-        out[k, col["area_convex"]] = convex.sum()
+        out[k, col["area_convex"]], out[k, col["feret_diameter_max"]] = _convex_area_feret(img)
         out[k, col["area_filled"]] = ndi.binary_fill_holes(img, structure).sum()
-        out[k, col["feret_diameter_max"]] = _feret_max(convex)
     out[:, col["solidity"]] = area / out[:, col["area_convex"]]
     out[:, col["perimeter"]], out[:, col["perimeter_crofton"]] = _perimeters(labels, t)
     return out

@@ -97,9 +97,8 @@ def glcm_props_from_pairs(obj, a, b, n_obj: int, levels: int, *, symmetric: bool
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
     if symmetric:
-        obj, a, b = np.concatenate([obj, obj]), np.concatenate([a, b]), np.concatenate([b, a])
-        order = np.argsort(obj, kind="stable")
-        obj, a, b = obj[order], a[order], b[order]
+        # (a, b) and (b, a) side by side: objects stay sorted
+        obj, a, b = np.repeat(obj, 2), np.stack([a, b], 1).ravel(), np.stack([b, a], 1).ravel()
     n = np.bincount(obj, minlength=n_obj).astype(np.int64)
     sums, sq = _pair_sums(obj, a, b, n_obj, levels)
     out = np.full((n_obj, len(PROPS)), np.nan)
