@@ -345,6 +345,9 @@ def load_model(path) -> dict:
     import joblib
 
     path = Path(path)
+    if not path.exists():
+        raise ClassifyError(f"{path} does not exist; point to the folder of a trained classical "
+                            f"model (results/classify/<model>/) or its model.json")
     folder = path if path.is_dir() else path.parent
     json_path, joblib_path = folder / "model.json", folder / "model.joblib"
     for p in (json_path, joblib_path):

@@ -69,9 +69,14 @@ def metric_values(y_true, y_pred, scores, classes) -> dict[str, float]:
 
     y_true = np.asarray(y_true, dtype=object).astype(str)
     y_pred = np.asarray(pd.Series(y_pred, dtype=object).fillna("(no call)")).astype(str)
-    p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0)
+    import warnings
+
+    with warnings.catch_warnings():  # one class only (a well split of monocultures): still defined
+        warnings.simplefilter("ignore", UserWarning)
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0)
+        bacc = float(balanced_accuracy_score(y_true, y_pred))
     out = {"accuracy": float(accuracy_score(y_true, y_pred)),
-           "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+           "balanced_accuracy": bacc,
            "precision_macro": float(p), "recall_macro": float(r), "f1_macro": float(f)}
     auc = _auc(y_true, np.asarray(scores, float), classes)
     out["roc_auc_macro"] = auc.pop("macro")
@@ -208,7 +213,8 @@ def roc_figure(pred: pd.DataFrame, wells: pd.DataFrame, split: str = "test", tit
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
         ax.set_title(f"{level} level (n={len(yt)})", fontsize=9)
-        ax.legend(loc="lower right", fontsize=8)
+        if tprs:
+            ax.legend(loc="lower right", fontsize=8)
     fig.suptitle(title or f"one-vs-rest ROC, {split} split", fontsize=10)
     fig.tight_layout()
     return fig

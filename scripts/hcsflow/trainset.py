@@ -20,6 +20,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from hcsflow.layout import sheet_column
+
 CELL_KEYS = ["Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_Image",
              "Metadata_ObjectNumber"]
 FIELD_KEYS = ["Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_Image"]
@@ -66,9 +68,6 @@ def class_map(classes: dict) -> dict[str, str]:
     return out
 
 
-def sheet_column(sheet: str) -> str:
-    """The image-table column of an extra layout sheet: its name with non-word characters -> ``_``."""
-    return re.sub(r"\W+", "_", str(sheet).strip()).strip("_")
 
 
 def _typed(values: pd.Series) -> pd.Series:
