@@ -24,24 +24,25 @@ rule build_units:
     output:
         units=f"{CLASSIFY_DIR}/units.parquet",
         split=f"{CLASSIFY_DIR}/split.tsv",
-    params:
-        classify=CLASSIFY,
-        extra_sheets=config["images"].get("layout_sheets_extra", []),
     log:
         f"{LOGS}/classify/build_units.log",
+    conda:
+        "../envs/classify.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=30,
-    conda:
-        "../envs/classify.yaml"
+    params:
+        classify=CLASSIFY,
+        extra_sheets=config["images"].get("layout_sheets_extra", []),
     script:
         "../scripts/build_units.py"
 
 
 rule train_classifier:
     """Fit preprocessing (pycytominer feature selection + normalisation, on the training split
-    only) and a scikit-learn classifier; predict every unit (the predictions contract)."""
+    only) and a scikit-learn classifier; predict every unit (the predictions contract).
+    """
     input:
         units=f"{CLASSIFY_DIR}/units.parquet",
         features=f"{RESULTS}/features.parquet",
@@ -51,19 +52,19 @@ rule train_classifier:
         predictions=f"{CLASSIFY_DIR}/{{model}}/predictions.parquet",
         importances=f"{CLASSIFY_DIR}/{{model}}/importances.tsv",
         importances_png=f"{CLASSIFY_DIR}/{{model}}/importances.png",
-    wildcard_constraints:
-        model=classify_model_regex(CLASSICAL_MODELS),
-    params:
-        classify=CLASSIFY,
-        spec=lambda wc: CLASSIFY["models"][wc.model],
     log:
         f"{LOGS}/classify/train_classifier/{{model}}.log",
+    wildcard_constraints:
+        model=classify_model_regex(CLASSICAL_MODELS),
+    conda:
+        "../envs/classify.yaml"
     threads: CLASSIFY.get("threads", 2)
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 120 * attempt,
-    conda:
-        "../envs/classify.yaml"
+    params:
+        classify=CLASSIFY,
+        spec=lambda wc: CLASSIFY["models"][wc.model],
     script:
         "../scripts/train_classifier.py"
 
@@ -80,17 +81,17 @@ rule evaluate_model:
         roc=f"{CLASSIFY_DIR}/{{model}}/roc.png",
         wells=f"{CLASSIFY_DIR}/{{model}}/wells.parquet",
         heatmaps=[f"{CLASSIFY_DIR}/{{model}}/heatmap_{p}.png" for p in CLASSIFY_PLATES],
-    params:
-        plates=CLASSIFY_PLATES,
-        min_units=CLASSIFY.get("voting", {}).get("min_units", 1),
     log:
         f"{LOGS}/classify/evaluate_model/{{model}}.log",
+    conda:
+        "../envs/classify.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=30,
-    conda:
-        "../envs/classify.yaml"
+    params:
+        plates=CLASSIFY_PLATES,
+        min_units=CLASSIFY.get("voting", {}).get("min_units", 1),
     script:
         "../scripts/evaluate_model.py"
 
@@ -103,12 +104,12 @@ rule summarize_models:
         f"{CLASSIFY_DIR}/summary.tsv",
     log:
         f"{LOGS}/classify/summarize_models.log",
+    conda:
+        "../envs/classify.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/classify.yaml"
     script:
         "../scripts/summarize_models.py"
 
@@ -120,16 +121,16 @@ rule well_profiles:
         images=f"{RESULTS}/images.tsv",
     output:
         f"{RESULTS}/profiles/wells.parquet",
-    params:
-        operation=CLASSIFY.get("profiles", {}).get("operation", "median"),
-        extra_sheets=config["images"].get("layout_sheets_extra", []),
     log:
         f"{LOGS}/classify/well_profiles.log",
+    conda:
+        "../envs/classify.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=30,
-    conda:
-        "../envs/classify.yaml"
+    params:
+        operation=CLASSIFY.get("profiles", {}).get("operation", "median"),
+        extra_sheets=config["images"].get("layout_sheets_extra", []),
     script:
         "../scripts/well_profiles.py"

@@ -65,7 +65,11 @@ def _auc(y_true, scores, classes) -> dict[str, float]:
 def metric_values(y_true, y_pred, scores, classes) -> dict[str, float]:
     """The metrics of one set of predictions (macro averages over the classes occurring in
     ``y_true`` or ``y_pred``; a no-call counts as wrong)."""
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, precision_recall_fscore_support
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        precision_recall_fscore_support,
+    )
 
     y_true = np.asarray(y_true, dtype=object).astype(str)
     y_pred = np.asarray(pd.Series(y_pred, dtype=object).fillna("(no call)")).astype(str)
