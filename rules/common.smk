@@ -125,6 +125,188 @@ MASKS_USED = hcs_checks.analysis_masks_used(config)
 ALL_TARGETS = [f"{RESULTS}/images.tsv"]
 
 
+# ---- stage planning (snakemake --lint: rule files hold rules, functions live here) -----------
+# ingest (rules/ingest.smk)
+def _plate_table(wildcards):
+    """The image table rows of ``{plate}`` (what validate_images checks)."""
+    cols = ["plate", "image", "well", "raw_files", "gt_files"]
+    return IMAGES.loc[IMAGES["plate"] == wildcards.plate, cols].to_dict("records")
+
+
+def _plate_files(wildcards):
+    rows = _plate_table(wildcards)
+    return [f for r in rows for f in r["raw_files"]] + [f for r in rows for f in r["gt_files"]]
+
+
+# segmentation (rules/segment.smk)
+from hcsflow import models as hcs_models
+from hcsflow import segtrain as hcs_segtrain
+
+SEG = config["segmentation"]
+SEG_MODELS_DIR = SEG["models_dir"]
+SEG_TRAIN = SEG["train"]
+SEG_EVAL = SEG["evaluate"]
+SEG_MODELS_OUT = f"{RESULTS}/segmentation/models"
+SEG_CP_NAME = SEG_TRAIN["cellpose"]["model_name"]
+SEG_SD_NAME = SEG_TRAIN["stardist"]["model_name"]
+SEG_CP_TRAINED = f"{SEG_MODELS_OUT}/cellpose/{SEG_CP_NAME}"
+SEG_SD_TRAINED = f"{SEG_MODELS_OUT}/stardist/{SEG_SD_NAME}"
+# What StarDist 0.9.2 (csbdeep 0.8.2, Keras 3) writes into a model folder.
+SEG_SD_FILES = ["config.json", "thresholds.json", "weights_best.h5"]
+
+
+def _seg_subset(*keys, train_masks=False):
+    """The part of the segmentation config a job uses (its params): editing another part, e.g.
+    the evaluation, must not make Snakemake redo every segmentation job."""
+    out = {k: SEG[k] for k in keys}
+    if train_masks:
+        out["train"] = {"masks": SEG_TRAIN["masks"]}
+    return out
+
+
+def _seg_model_spec(target):
+    """Model spec of a target, with `trained` replaced by the training rule's output."""
+    sec = SEG[target]
+    spec = str(sec["model"])
+    if spec != "trained":
+        return spec
+    if sec["method"] == "cellpose" and target == "cells":
+        if not SEG_TRAIN["cellpose"]["enabled"]:
+            raise WorkflowError(
+                "segmentation.cells.model is 'trained' but segmentation.train.cellpose.enabled is false"
+            )
+        return SEG_CP_TRAINED
+    if sec["method"] == "stardist":
+        if not SEG_TRAIN["stardist"]["enabled"]:
+            raise WorkflowError(
+                "segmentation.nuclei.model is 'trained' but segmentation.train.stardist.enabled is false"
+            )
+        return SEG_SD_TRAINED
+    raise WorkflowError(
+        f"segmentation.{target}.model 'trained' is only available for cells with cellpose and "
+        f"nuclei with stardist; give a model path instead"
+    )
+
+
+def _seg_model_kind(target):
+    return "stardist" if SEG[target]["method"] == "stardist" else "cellpose"
+
+
+def _seg_model_input(target):
+    """The model file a segmentation job needs (Snakemake then chains fetch_models or training)."""
+    if SEG[target]["method"] not in ("cellpose", "stardist"):
+        return []
+    return [str(hcs_models.model_input_path(_seg_model_kind(target), _seg_model_spec(target), SEG_MODELS_DIR))]
+
+
+def _fetch_lists():
+    cp, sd = list(SEG["fetch"]["cellpose"]), list(SEG["fetch"]["stardist"])
+    for target in ("cells", "nuclei"):
+        spec, method = str(SEG[target]["model"]), SEG[target]["method"]
+        if method == "cellpose" and hcs_models.is_cellpose_builtin(spec):
+            cp.append(spec)
+        if method == "stardist" and hcs_models.is_stardist_pretrained(spec):
+            sd.append(spec)
+    start = SEG_TRAIN["cellpose"]["start"]
+    if SEG_TRAIN["cellpose"]["enabled"] and hcs_models.is_cellpose_builtin(start):
+        cp.append(start)
+    return sorted(set(cp)), sorted(set(sd))
+
+
+def _seg_split_table():
+    """Images with true masks and their split (train / valid / test), or None without masks."""
+    if not SEG_TRAIN["masks"]:
+        return None
+    sp = SEG_TRAIN["split"]
+    table = IMAGES[["plate", "image", "well"] + (["condition"] if "condition" in IMAGES else [])].copy()
+    table["split"] = hcs_segtrain.split_images(
+        table, method=sp["method"], valid_fraction=sp["valid_fraction"],
+        test_fraction=sp["test_fraction"], seed=sp["seed"], group_by=sp["group_by"],
+        valid_pattern=sp["valid_pattern"], test_pattern=sp["test_pattern"],
+    )
+    return table
+
+
+def _seg_truth_files(table, target):
+    """True-mask files of the images in ``table`` (the demo's are written by demo_plate)."""
+    files = []
+    for plate, image in zip(table["plate"], table["image"]):
+        files += hcs_segtrain.find_mask_files(SEG_TRAIN["masks"], plate, image, target)
+    if config["demo"]["enabled"]:
+        demo_dir = str(Path(config["demo"]["out_dir"]))
+        if any(str(Path(f)).startswith(f"{demo_dir}/") for f in files):
+            # demo_plate does not list every truth mask as an output; its truth table stands in.
+            files = [f for f in files if not str(Path(f)).startswith(f"{demo_dir}/")]
+            files.append(f"{demo_dir}/truth/cells.tsv")
+    return sorted(set(files))
+
+
+def _seg_images(split_names):
+    t = SEG_SPLIT[SEG_SPLIT["split"].isin(split_names)]
+    return IMAGES.merge(t[["plate", "image", "split"]], on=["plate", "image"])
+
+
+def _seg_env(target):
+    return "../envs/stardist.yaml" if SEG[target]["method"] == "stardist" else "../envs/cellpose.yaml"
+
+
+def _seg_resources(target):
+    deep = SEG[target]["method"] in ("cellpose", "stardist")
+    base_mb = 6000 if deep else 2000
+    # memory grows with each retry (profiles/slurm: retries), e.g. for unusually large fields
+    res = {"mem_mb": lambda wc, attempt: base_mb * attempt, "runtime": 30}
+    if SEG[target]["method"] == "cellpose" and SEG["gpu"]:
+        res["gpu"] = 1
+    return res
+
+
+def _cp_start_input():
+    """The model train_cellpose starts from (none when training from scratch)."""
+    start = SEG_TRAIN["cellpose"]["start"]
+    if start == "scratch":
+        return []
+    return [str(hcs_models.model_input_path("cellpose", start, SEG_MODELS_DIR))]
+
+
+# alignment, crops, features (rules/align.smk, crops.smk, features.smk): images with GT use the
+# aligned (filtered) masks, the others the segmentation masks (or alignment.masks) directly.
+def _masks_source(plate, image, compartment):
+    """Path of the unaligned cell/nucleus mask of one image (config alignment.masks)."""
+    src = config["alignment"]["masks"]
+    if src == "segmentation":
+        return f"{RESULTS}/{plate}/masks/{compartment}/{image}.tif"
+    return src.format(plate=plate, image=image, compartment=compartment)
+
+
+def _image_has_gt(wildcards):
+    return len(gt_files(wildcards)) > 0
+
+
+def raw_masks(wildcards):
+    """The unaligned masks of {plate}/{image} that the run uses (MASKS_USED, see hcsflow.checks):
+    {'cells': path, 'nuclei': path}, or only one of them."""
+    return {c: _masks_source(wildcards.plate, wildcards.image, c) for c in MASKS_USED}
+
+
+def analysis_masks(wildcards):
+    """Masks that cropping and features use: aligned + filtered where the image has GT."""
+    if _image_has_gt(wildcards):
+        base = f"{RESULTS}/{wildcards.plate}/aligned/{wildcards.image}"
+        return {c: f"{base}.{c}.tif" for c in MASKS_USED}
+    return raw_masks(wildcards)
+
+
+# labels (rules/labels.smk)
+def _label_inputs(wildcards):
+    """GT intensity tables of images with GT; the feature tables (metadata only) of the others."""
+    gt = images_with_gt()
+    no_gt = IMAGES[IMAGES["gt_files"].map(len) == 0]
+    return {
+        "gt": per_image(f"{RESULTS}/{{plate}}/aligned/{{image}}.gt_features.parquet", table=gt),
+        "cells": per_image(f"{RESULTS}/{{plate}}/features/{{image}}.parquet", table=no_gt),
+    }
+
+
 # ---- classify (issue 10: rules/classify.smk) ----------------------------------------------------
 from hcsflow.trainset import ClassifyError, check_config as check_classify_config
 

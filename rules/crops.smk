@@ -6,8 +6,8 @@
 _CROPS = f"{RESULTS}/{{plate}}/crops/{{crop_type}}/{{image}}"
 
 for _ct in config["crops"]["types"]:
-    ALL_TARGETS.extend(per_image(_CROPS + ".npz", crop_type=_ct))
-    ALL_TARGETS.extend(per_image(_CROPS + ".index.parquet", crop_type=_ct))
+    ALL_TARGETS.extend(per_image(f"{_CROPS}.npz", crop_type=_ct))
+    ALL_TARGETS.extend(per_image(f"{_CROPS}.index.parquet", crop_type=_ct))
     if config["crops"]["export_tiff"]:
         ALL_TARGETS.extend(per_image(f"{RESULTS}/{{plate}}/crops_tiff/{{crop_type}}/{{image}}",
                                      crop_type=_ct))
@@ -26,8 +26,8 @@ if _CROP_TYPES:
             validated=validated,
             images=f"{RESULTS}/images.tsv",
         output:
-            crops=expand(_CROPS + ".npz", crop_type=_CROP_TYPES, allow_missing=True),
-            index=expand(_CROPS + ".index.parquet", crop_type=_CROP_TYPES, allow_missing=True),
+            crops=expand(f"{_CROPS}.npz", crop_type=_CROP_TYPES, allow_missing=True),
+            index=expand(f"{_CROPS}.index.parquet", crop_type=_CROP_TYPES, allow_missing=True),
         params:
             crop_types=_CROP_TYPES,
             crops=config["crops"],
@@ -49,7 +49,7 @@ if _CROP_TYPES:
     rule export_crop_tiffs:
         """One TIFF per ROI (the nucleocentric seed's layout), from the per-image crop array."""
         input:
-            crops=_CROPS + ".npz",
+            crops=f"{_CROPS}.npz",
         output:
             directory(f"{RESULTS}/{{plate}}/crops_tiff/{{crop_type}}/{{image}}"),
         wildcard_constraints:

@@ -1,85 +1,12 @@
 # Segmentation: cells (Cellpose or classical), nuclei (StarDist, Cellpose or classical), the
 # fetch_models local rule, training (CELLULAR protocol), evaluation and object counts.
 # Library: scripts/hcsflow/{segmentation,models,segtrain,segeval}.py; docs: docs/segmentation.md.
-
-from hcsflow import models as hcs_models
-from hcsflow import segtrain as hcs_segtrain
-
-SEG = config["segmentation"]
-SEG_MODELS_DIR = SEG["models_dir"]
-SEG_TRAIN = SEG["train"]
-SEG_EVAL = SEG["evaluate"]
-SEG_MODELS_OUT = f"{RESULTS}/segmentation/models"
-SEG_CP_NAME = SEG_TRAIN["cellpose"]["model_name"]
-SEG_SD_NAME = SEG_TRAIN["stardist"]["model_name"]
-SEG_CP_TRAINED = f"{SEG_MODELS_OUT}/cellpose/{SEG_CP_NAME}"
-SEG_SD_TRAINED = f"{SEG_MODELS_OUT}/stardist/{SEG_SD_NAME}"
-# What StarDist 0.9.2 (csbdeep 0.8.2, Keras 3) writes into a model folder.
-SEG_SD_FILES = ["config.json", "thresholds.json", "weights_best.h5"]
-
-
-def _seg_subset(*keys, train_masks=False):
-    """The part of the segmentation config a rule uses (its params): editing another part, e.g.
-    the evaluation, must not make Snakemake redo every segmentation job."""
-    out = {k: SEG[k] for k in keys}
-    if train_masks:
-        out["train"] = {"masks": SEG_TRAIN["masks"]}
-    return out
-
+# Constants (SEG...) and planning functions: rules/common.smk, block "segmentation".
 
 SEG_SPEC_KEYS = ("models_dir", "gpu", "min_contrast", "threshold", "cells", "nuclei")
 
 
-def _seg_model_spec(target):
-    """Model spec of a target, with `trained` replaced by the training rule's output."""
-    sec = SEG[target]
-    spec = str(sec["model"])
-    if spec != "trained":
-        return spec
-    if sec["method"] == "cellpose" and target == "cells":
-        if not SEG_TRAIN["cellpose"]["enabled"]:
-            raise WorkflowError(
-                "segmentation.cells.model is 'trained' but segmentation.train.cellpose.enabled is false"
-            )
-        return SEG_CP_TRAINED
-    if sec["method"] == "stardist":
-        if not SEG_TRAIN["stardist"]["enabled"]:
-            raise WorkflowError(
-                "segmentation.nuclei.model is 'trained' but segmentation.train.stardist.enabled is false"
-            )
-        return SEG_SD_TRAINED
-    raise WorkflowError(
-        f"segmentation.{target}.model 'trained' is only available for cells with cellpose and "
-        f"nuclei with stardist; give a model path instead"
-    )
-
-
-def _seg_model_kind(target):
-    return "stardist" if SEG[target]["method"] == "stardist" else "cellpose"
-
-
-def _seg_model_input(target):
-    """The model file a segmentation job needs (Snakemake then chains fetch_models or training)."""
-    if SEG[target]["method"] not in ("cellpose", "stardist"):
-        return []
-    return [str(hcs_models.model_input_path(_seg_model_kind(target), _seg_model_spec(target), SEG_MODELS_DIR))]
-
-
 # ---- fetch_models (login node) ----------------------------------------------------------------
-def _fetch_lists():
-    cp, sd = list(SEG["fetch"]["cellpose"]), list(SEG["fetch"]["stardist"])
-    for target in ("cells", "nuclei"):
-        spec, method = str(SEG[target]["model"]), SEG[target]["method"]
-        if method == "cellpose" and hcs_models.is_cellpose_builtin(spec):
-            cp.append(spec)
-        if method == "stardist" and hcs_models.is_stardist_pretrained(spec):
-            sd.append(spec)
-    start = SEG_TRAIN["cellpose"]["start"]
-    if SEG_TRAIN["cellpose"]["enabled"] and hcs_models.is_cellpose_builtin(start):
-        cp.append(start)
-    return sorted(set(cp)), sorted(set(sd))
-
-
 SEG_FETCH_CP, SEG_FETCH_SD = _fetch_lists()
 
 
@@ -96,7 +23,8 @@ rule fetch_models:
     params:
         cellpose=SEG_FETCH_CP,
         stardist=SEG_FETCH_SD,
-        models_dir=SEG_MODELS_DIR,
+        # a local rule (login node): the folder is where jobs look for the weights
+        models_dir=lambda wildcards: SEG_MODELS_DIR,
     log:
         f"{LOGS}/fetch_models.log",
     threads: 1
@@ -110,40 +38,7 @@ rule fetch_models:
 
 
 # ---- training data, split (parse time, deterministic) -----------------------------------------
-def _seg_split_table():
-    """Images with true masks and their split (train / valid / test), or None without masks."""
-    if not SEG_TRAIN["masks"]:
-        return None
-    sp = SEG_TRAIN["split"]
-    table = IMAGES[["plate", "image", "well"] + (["condition"] if "condition" in IMAGES else [])].copy()
-    table["split"] = hcs_segtrain.split_images(
-        table, method=sp["method"], valid_fraction=sp["valid_fraction"],
-        test_fraction=sp["test_fraction"], seed=sp["seed"], group_by=sp["group_by"],
-        valid_pattern=sp["valid_pattern"], test_pattern=sp["test_pattern"],
-    )
-    return table
-
-
 SEG_SPLIT = _seg_split_table()
-
-
-def _seg_truth_files(table, target):
-    """True-mask files of the images in ``table`` (the demo's are written by demo_plate)."""
-    files = []
-    for plate, image in zip(table["plate"], table["image"]):
-        files += hcs_segtrain.find_mask_files(SEG_TRAIN["masks"], plate, image, target)
-    if config["demo"]["enabled"]:
-        demo_dir = str(Path(config["demo"]["out_dir"]))
-        if any(str(Path(f)).startswith(demo_dir + "/") for f in files):
-            # demo_plate does not list every truth mask as an output; its truth table stands in.
-            files = [f for f in files if not str(Path(f)).startswith(demo_dir + "/")]
-            files.append(f"{demo_dir}/truth/cells.tsv")
-    return sorted(set(files))
-
-
-def _seg_images(split_names):
-    t = SEG_SPLIT[SEG_SPLIT["split"].isin(split_names)]
-    return IMAGES.merge(t[["plate", "image", "split"]], on=["plate", "image"])
 
 
 SEG_TRAINING = SEG_SPLIT is not None and (
@@ -191,12 +86,6 @@ if SEG_TRAINING:
 
 
 if SEG_TRAIN["cellpose"]["enabled"]:
-
-    def _cp_start_input():
-        start = SEG_TRAIN["cellpose"]["start"]
-        if start == "scratch":
-            return []
-        return [str(hcs_models.model_input_path("cellpose", start, SEG_MODELS_DIR))]
 
     rule train_cellpose:
         """Train / fine-tune Cellpose for cells (CELLULAR protocol); saves weights + curve."""
@@ -253,20 +142,6 @@ if SEG_TRAIN["stardist"]["enabled"]:
 
 
 # ---- segmentation -----------------------------------------------------------------------------
-def _seg_env(target):
-    return "../envs/stardist.yaml" if SEG[target]["method"] == "stardist" else "../envs/cellpose.yaml"
-
-
-def _seg_resources(target):
-    deep = SEG[target]["method"] in ("cellpose", "stardist")
-    base_mb = 6000 if deep else 2000
-    # memory grows with each retry (profiles/slurm: retries), e.g. for unusually large fields
-    res = {"mem_mb": lambda wc, attempt: base_mb * attempt, "runtime": 30}
-    if SEG[target]["method"] == "cellpose" and SEG["gpu"]:
-        res["gpu"] = 1
-    return res
-
-
 if SEG["nuclei"]["method"] != "none":
 
     rule segment_nuclei:
@@ -279,7 +154,9 @@ if SEG["nuclei"]["method"] != "none":
             f"{RESULTS}/{{plate}}/masks/nuclei/{{image}}.tif",
         params:
             seg=_seg_subset(*SEG_SPEC_KEYS),
-            model=_seg_model_spec("nuclei") if SEG["nuclei"]["method"] != "threshold" else None,
+            model=lambda wildcards: (
+                _seg_model_spec("nuclei") if SEG["nuclei"]["method"] != "threshold" else None
+            ),
             channels=config["images"]["channels"],
             project_z=config["images"].get("project_z", "max"),
         log:
@@ -314,7 +191,9 @@ if SEG["cells"]["method"] != "none":
             f"{RESULTS}/{{plate}}/masks/cells/{{image}}.tif",
         params:
             seg=_seg_subset(*SEG_SPEC_KEYS),
-            model=_seg_model_spec("cells") if SEG["cells"]["method"] != "threshold" else None,
+            model=lambda wildcards: (
+                _seg_model_spec("cells") if SEG["cells"]["method"] != "threshold" else None
+            ),
             channels=config["images"]["channels"],
             project_z=config["images"].get("project_z", "max"),
         log:
@@ -343,7 +222,7 @@ if SEG_TARGETS:
         params:
             table=IMAGES[["plate", "image", "well", "field"]].to_dict("records"),
             targets=SEG_TARGETS,
-            results=RESULTS,
+            results=lambda wildcards, output: str(Path(output[0]).parents[1]),
         log:
             f"{LOGS}/count_objects.log",
         threads: 1
@@ -416,7 +295,7 @@ if SEG_EVAL["enabled"] and SEG_TARGETS:
             table=SEG_EVAL_IMAGES.to_dict("records"),
             seg=_seg_subset("cells", "nuclei", "evaluate", train_masks=True),
             targets=SEG_TARGETS,
-            results=RESULTS,
+            results=lambda wildcards, output: str(Path(output.per_image).parents[2]),
             project_z=config["images"].get("project_z", "max"),
         log:
             f"{LOGS}/evaluate_segmentation.log",
