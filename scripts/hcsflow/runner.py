@@ -58,17 +58,39 @@ def rule_logging(smk, name: str | None = None):
             h.close()
 
 
-def limit_threads(n: int) -> None:
-    """Keep numerical libraries to the threads Snakemake gave the job (clusters oversubscribe)."""
-    n = max(1, int(n))
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
-        os.environ.setdefault(var, str(n))
-    try:
-        import torch
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                   "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                   "TF_NUM_INTEROP_THREADS")
+_LIMITERS: list = []  # keeps threadpoolctl's limits alive for the life of the job
 
-        torch.set_num_threads(n)
-    except ImportError:
+
+def limit_threads(n: int) -> dict:
+    """Keep numerical libraries to the ``n`` threads Snakemake gave the job (clusters oversubscribe).
+
+    Works after numpy is imported (a rule script imports numpy long before it knows its threads):
+    the BLAS / OpenMP pools already loaded are limited through threadpoolctl; the environment
+    variables are set too (overwriting Snakemake's own), for libraries loaded later and for
+    subprocesses and torch (which reads OMP_NUM_THREADS when it loads; one already loaded is set).
+    Returns what was limited: ``{'n': n, 'pools': [...], 'torch': bool}``.
+    """
+    n = max(1, int(n))
+    for var in THREAD_ENV_VARS:
+        os.environ[var] = str(n)
+    pools = []
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+
+        _LIMITERS.append(threadpool_limits(limits=n))
+        pools = sorted({f"{p['internal_api']}={p['num_threads']}" for p in threadpool_info()})
+    except ImportError:  # pragma: no cover - threadpoolctl is in every env
         pass
+    # torch reads OMP_NUM_THREADS when it loads; one already loaded is set directly (importing it
+    # here would cost a StarDist job seconds for nothing).
+    limited_torch = "torch" in sys.modules
+    if limited_torch:
+        sys.modules["torch"].set_num_threads(n)
+    logging.getLogger("hcsflow").info("threads limited to %d: %s", n, ", ".join(pools) or "no pools")
+    return {"n": n, "pools": pools, "torch": limited_torch}
 
 
 def torch_device(prefer_gpu: bool = True, logger: logging.Logger | None = None):
