@@ -4,7 +4,6 @@ files (spaces included, one in a sub-folder) is ingested into a pseudo-plate, se
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
