@@ -158,7 +158,7 @@ def validate_plate(
                 )
         if layout_wells is not None and rec.well not in set(layout_wells):
             problems.append(
-                f"{rec.raw_files[0]} (plate {rec.plate}, well {rec.well}): the well is not in "
+                f"{rec.raw_files[0]}: well {rec.well} of plate {rec.plate} is not in "
                 f"{layout_name or 'the layout'}. Fix: add the well's condition to the layout, or "
                 f"move the file out of images.raw_dir"
             )

@@ -149,7 +149,7 @@ def test_validate_plate_reports_every_problem(plate):
     assert f"{f['garbage']} (plate P, image A-04-01): unreadable" in text
     assert "channel files of one image differ in size" in text
     assert f"{f['small']} (plate P, image A-06-01): GT image is 32x48 px" in text
-    assert "well A06): the well is not in the layout" in text
+    assert "well A06 of plate P is not in the layout" in text
     assert len(problems) == 6 and text.count("Fix:") == 6
     # the report lists every readable file once
     assert len(report) == 2 + 1 + 0 + 0 + 2 + 2  # A03, A04 unreadable
