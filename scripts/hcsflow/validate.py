@@ -109,7 +109,17 @@ def _check_image(plate, image, files, role, channels, section, problems, rows):
     if len(infos) != len(files):
         return None
     total = sum(i["n_channels"] for _, i in infos)
-    if total != len(channels):
+    multi = [(f, i) for f, i in infos if i["n_channels"] != 1] if len(files) > 1 else []
+    if multi:  # one file per channel: each must hold one plane
+        for f, i in multi:
+            problems.append(
+                f"{f} (plate {plate}, image {image}): holds {i['n_channels']} channels, but "
+                f"{section}.pattern has a channel group (one file per channel, {len(channels)} "
+                f"files make the image's {total} channels where {section}.channels lists "
+                f"{len(channels)}). Fix: replace the file with its single-channel export (or, when "
+                f"each file holds all channels, drop the channel group from {section}.pattern)"
+            )
+    elif total != len(channels):
         detail = ", ".join(f"{f} ({i['n_channels']} channel{'s' if i['n_channels'] != 1 else ''})"
                            for f, i in infos)
         problems.append(

@@ -205,3 +205,13 @@ def test_read_field_with_only_one_mask(tmp_path):
     assert pairing["n_cells_without_nucleus"] == 2
     with pytest.raises(ValueError, match="neither a cell nor a nucleus mask"):
         read_field([tmp_path / "img.tif"], None, None, ["A", "B"])
+
+
+def test_one_file_per_channel_names_the_file_with_several_planes(plate):
+    f = {k: str(v) for k, v in plate.items()}
+    table = pd.DataFrame({"plate": ["P"], "image": ["A-01-01"], "well": ["A01"],
+                          "raw_files": [[f["gt"], f["good"]]], "gt_files": [[]]})
+    _, problems = validate_plate(table, ["A", "B"])
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{f['good']} (plate P, image A-01-01): holds 2 channels")
+    assert "image's 3 channels where images.channels lists 2" in problems[0]

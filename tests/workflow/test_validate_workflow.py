@@ -48,9 +48,9 @@ def test_bad_images_stop_the_run_before_segmentation(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     # the message names each bad file and what to do
-    assert f"{two_planes} (1 channel), " not in out
-    assert f"{two_planes} (2 channels)" in out and "5 channel(s) in all" in out
-    assert "images.channels lists 4" in out and "Fix: images.channels" in out
+    assert f"{two_planes} (plate Plate01, image C-02-01): holds 2 channels" in out
+    assert "image's 5 channels where images.channels lists 4" in out
+    assert "Fix: replace the file with its single-channel export" in out
     assert str(truncated) in out and "truncated TIFF" in out and "copy or export the file again" in out
     assert "2 problem(s)" in out
     # no job that reads images ran: no mask, no segmentation log, no validation report
