@@ -54,8 +54,11 @@ def install(source: Path, dest_dir: Path, name: str | None = None, copy: bool = 
             return f"{target} already links to {source}; nothing to do"
         if copy and target.is_dir() and not target.is_symlink() and _same_tree(source, target):
             return f"{target} is already a copy of {source}; nothing to do"
-        what = f"a link to {os.readlink(target)}" if target.is_symlink() else (
-            "a folder" if target.is_dir() else "a file")
+        what = (
+            f"a link to {os.readlink(target)}"
+            if target.is_symlink()
+            else ("a folder" if target.is_dir() else "a file")
+        )
         raise ProfileError(
             f"{target} exists and is {what}, not this workflow's profile; it was left alone. "
             f"Install under another name (make install-profile PROFILE_NAME=hcsflow-slurm, then "
@@ -72,7 +75,9 @@ def install(source: Path, dest_dir: Path, name: str | None = None, copy: bool = 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default=str(REPO / "profiles" / "slurm"), help="profile folder")
-    ap.add_argument("--name", default=None, help="name to install it under (default: its folder name)")
+    ap.add_argument(
+        "--name", default=None, help="name to install it under (default: its folder name)"
+    )
     ap.add_argument("--dest", default=None, help="where (default: Snakemake's user profile folder)")
     ap.add_argument("--copy", action="store_true", help="copy instead of linking")
     args = ap.parse_args(argv)

@@ -44,7 +44,12 @@ def rule_logging(smk, name: str | None = None):
     logger = logging.getLogger(name)
     start = time.perf_counter()
     wildcards = dict(getattr(smk, "wildcards", {}) or {})
-    logger.info("start %s %s (threads=%s)", getattr(smk, "rule", "?"), wildcards, getattr(smk, "threads", "?"))
+    logger.info(
+        "start %s %s (threads=%s)",
+        getattr(smk, "rule", "?"),
+        wildcards,
+        getattr(smk, "threads", "?"),
+    )
     try:
         yield logger
     except BaseException:
@@ -58,9 +63,15 @@ def rule_logging(smk, name: str | None = None):
             h.close()
 
 
-THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                   "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "TF_NUM_INTRAOP_THREADS",
-                   "TF_NUM_INTEROP_THREADS")
+THREAD_ENV_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+)
 _LIMITERS: list = []  # keeps threadpoolctl's limits alive for the life of the job
 
 
@@ -89,7 +100,9 @@ def limit_threads(n: int) -> dict:
     limited_torch = "torch" in sys.modules
     if limited_torch:
         sys.modules["torch"].set_num_threads(n)
-    logging.getLogger("hcsflow").info("threads limited to %d: %s", n, ", ".join(pools) or "no pools")
+    logging.getLogger("hcsflow").info(
+        "threads limited to %d: %s", n, ", ".join(pools) or "no pools"
+    )
     return {"n": n, "pools": pools, "torch": limited_torch}
 
 

@@ -18,16 +18,27 @@ from hcsflow import checks
 from hcsflow.validate import ValidationError, probe_file, raise_problems, validate_plate
 
 
-def cfg(cells="cellpose", nuclei="stardist", crops=("cell",), compartments=("Cells",), gt=False,
-        masks="segmentation"):
+def cfg(
+    cells="cellpose",
+    nuclei="stardist",
+    crops=("cell",),
+    compartments=("Cells",),
+    gt=False,
+    masks="segmentation",
+):
     return {
         "images": {"naming": "position"},
         "gt": {"channels": ["EdU"]} if gt else None,
-        "segmentation": {"cells": {"method": cells, "model": "cyto3"},
-                         "nuclei": {"method": nuclei, "model": "2D_versatile_fluo"},
-                         "train": {"masks": None, "cellpose": {"enabled": False},
-                                   "stardist": {"enabled": False}},
-                         "evaluate": {"enabled": False}},
+        "segmentation": {
+            "cells": {"method": cells, "model": "cyto3"},
+            "nuclei": {"method": nuclei, "model": "2D_versatile_fluo"},
+            "train": {
+                "masks": None,
+                "cellpose": {"enabled": False},
+                "stardist": {"enabled": False},
+            },
+            "evaluate": {"enabled": False},
+        },
         "alignment": {"masks": masks},
         "crops": {"types": list(crops)},
         "features": {"compartments": list(compartments)},
@@ -55,7 +66,9 @@ def test_gt_labels_need_their_compartment():
     c = cfg("none", "stardist", ["nucleocentric"], ["Nuclei"], gt=True)
     assert checks.analysis_masks_used(c) == ["nuclei"]
     c["labels"]["compartment"] = "Cells"
-    with pytest.raises(checks.ConfigError, match=r"labels.compartment: Cells \(GT labels\) need cell"):
+    with pytest.raises(
+        checks.ConfigError, match=r"labels.compartment: Cells \(GT labels\) need cell"
+    ):
         checks.check_config(c)
 
 
@@ -64,14 +77,20 @@ def test_impossible_combinations_name_the_keys():
     with pytest.raises(checks.ConfigError) as err:
         checks.check_config(c)
     msg = str(err.value)
-    assert ("crops.types: cell, features.compartments: Cells, features.compartments: Cytoplasm "
-            "need cell masks, but segmentation.cells.method is none") in msg
+    assert (
+        "crops.types: cell, features.compartments: Cells, features.compartments: Cytoplasm "
+        "need cell masks, but segmentation.cells.method is none"
+    ) in msg
     assert "nucleus masks" not in msg
     c = cfg("cellpose", "none", ["nucleocentric"], ["Patch"])
-    with pytest.raises(checks.ConfigError, match="need nucleus masks, but segmentation.nuclei.method"):
+    with pytest.raises(
+        checks.ConfigError, match="need nucleus masks, but segmentation.nuclei.method"
+    ):
         checks.check_config(c)
     # a mask pattern may hold both: nothing to refuse
-    checks.check_config(cfg("none", "none", ["cell", "nucleus"], ["Cytoplasm"], masks="m/{image}.{compartment}.tif"))
+    checks.check_config(
+        cfg("none", "none", ["cell", "nucleus"], ["Cytoplasm"], masks="m/{image}.{compartment}.tif")
+    )
 
 
 def test_segmentation_checks():
@@ -116,8 +135,13 @@ def test_default_config_passes():
 def plate(tmp_path):
     plane = np.arange(64 * 48, dtype=np.uint16).reshape(64, 48)
     files = {}
-    for name, arr in {"good": np.stack([plane, plane]), "three": np.stack([plane] * 3),
-                      "small": plane[:32], "gt": plane, "float": plane.astype(np.complex64)}.items():
+    for name, arr in {
+        "good": np.stack([plane, plane]),
+        "three": np.stack([plane] * 3),
+        "small": plane[:32],
+        "gt": plane,
+        "float": plane.astype(np.complex64),
+    }.items():
         files[name] = tmp_path / f"{name}.tif"
         tifffile.imwrite(files[name], arr)
     files["truncated"] = tmp_path / "truncated.tif"
@@ -128,24 +152,42 @@ def plate(tmp_path):
 
 
 def test_probe_reads_headers(plate):
-    assert probe_file(plate["good"]) == {"kind": "tiff", "n_channels": 2, "height": 64,
-                                         "width": 48, "dtype": "uint16"}
+    assert probe_file(plate["good"]) == {
+        "kind": "tiff",
+        "n_channels": 2,
+        "height": 64,
+        "width": 48,
+        "dtype": "uint16",
+    }
 
 
 def test_validate_plate_reports_every_problem(plate):
     f = {k: str(v) for k, v in plate.items()}
-    table = pd.DataFrame({
-        "plate": "P", "image": ["A-01-01", "A-02-01", "A-03-01", "A-04-01", "A-05-01", "A-06-01"],
-        "well": ["A01", "A02", "A03", "A04", "A05", "A06"],
-        "raw_files": [[f["good"]], [f["three"]], [f["truncated"]], [f["garbage"]],
-                      [f["gt"], f["small"]], [f["good"]]],
-        "gt_files": [[f["gt"]], [], [], [], [], [f["small"]]],
-    })
-    report, problems = validate_plate(table, ["A", "B"], ["EdU"], layout_wells={"A01", "A02", "A03",
-                                                                                  "A04", "A05"})
+    table = pd.DataFrame(
+        {
+            "plate": "P",
+            "image": ["A-01-01", "A-02-01", "A-03-01", "A-04-01", "A-05-01", "A-06-01"],
+            "well": ["A01", "A02", "A03", "A04", "A05", "A06"],
+            "raw_files": [
+                [f["good"]],
+                [f["three"]],
+                [f["truncated"]],
+                [f["garbage"]],
+                [f["gt"], f["small"]],
+                [f["good"]],
+            ],
+            "gt_files": [[f["gt"]], [], [], [], [], [f["small"]]],
+        }
+    )
+    report, problems = validate_plate(
+        table, ["A", "B"], ["EdU"], layout_wells={"A01", "A02", "A03", "A04", "A05"}
+    )
     text = "\n".join(problems)
     assert f"{f['three']} (3 channels) (plate P, image A-02-01): 3 channel(s) in all" in text
-    assert f"{f['truncated']} (plate P, image A-03-01): unreadable" in text and "truncated TIFF" in text
+    assert (
+        f"{f['truncated']} (plate P, image A-03-01): unreadable" in text
+        and "truncated TIFF" in text
+    )
     assert f"{f['garbage']} (plate P, image A-04-01): unreadable" in text
     assert "channel files of one image differ in size" in text
     assert f"{f['small']} (plate P, image A-06-01): GT image is 32x48 px" in text
@@ -159,8 +201,15 @@ def test_validate_plate_reports_every_problem(plate):
 
 
 def test_validate_plate_refuses_non_number_pixels(plate):
-    table = pd.DataFrame({"plate": ["P"], "image": ["A-01-01"], "well": ["A01"],
-                          "raw_files": [[str(plate["float"])]], "gt_files": [[]]})
+    table = pd.DataFrame(
+        {
+            "plate": ["P"],
+            "image": ["A-01-01"],
+            "well": ["A01"],
+            "raw_files": [[str(plate["float"])]],
+            "gt_files": [[]],
+        }
+    )
     _, problems = validate_plate(table, ["A"])
     assert len(problems) == 1 and "complex64 is not a number type" in problems[0]
 
@@ -177,10 +226,20 @@ def test_limit_threads_applies_after_numpy_is_loaded():
         import os
         print(before, sorted(after), os.environ["OMP_NUM_THREADS"], out["n"])
     """)
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO / "scripts"), "OMP_NUM_THREADS": "2",
-           "OPENBLAS_NUM_THREADS": "2"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          timeout=120, check=True)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(REPO / "scripts"),
+        "OMP_NUM_THREADS": "2",
+        "OPENBLAS_NUM_THREADS": "2",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
+    )
     before, after, omp, n = proc.stdout.split(" ", 3)
     assert int(before) == 2 and after == "[1]" and omp == "1" and n.strip() == "1"
 
@@ -195,12 +254,14 @@ def test_read_field_with_only_one_mask(tmp_path):
     nuclei = np.zeros((20, 20), dtype=np.uint16)
     nuclei[2:6, 2:6], nuclei[10:14, 10:14] = 3, 7
     write_labels(tmp_path / "nuclei.tif", nuclei)
-    img, cells, nuc, pairing = read_field([tmp_path / "img.tif"], None, tmp_path / "nuclei.tif",
-                                          ["A", "B"])
+    img, cells, nuc, pairing = read_field(
+        [tmp_path / "img.tif"], None, tmp_path / "nuclei.tif", ["A", "B"]
+    )
     assert np.array_equal(cells, nuclei) and np.array_equal(nuc, nuclei)  # each nucleus its cell
     assert pairing["n_paired"] == 2 and img.shape == (2, 20, 20)
-    _, cells, nuc, pairing = read_field([tmp_path / "img.tif"], tmp_path / "nuclei.tif", None,
-                                        ["A", "B"])
+    _, cells, nuc, pairing = read_field(
+        [tmp_path / "img.tif"], tmp_path / "nuclei.tif", None, ["A", "B"]
+    )
     assert np.array_equal(cells, nuclei) and not nuc.any()  # cells without nucleus
     assert pairing["n_cells_without_nucleus"] == 2
     with pytest.raises(ValueError, match="neither a cell nor a nucleus mask"):
@@ -209,8 +270,15 @@ def test_read_field_with_only_one_mask(tmp_path):
 
 def test_one_file_per_channel_names_the_file_with_several_planes(plate):
     f = {k: str(v) for k, v in plate.items()}
-    table = pd.DataFrame({"plate": ["P"], "image": ["A-01-01"], "well": ["A01"],
-                          "raw_files": [[f["gt"], f["good"]]], "gt_files": [[]]})
+    table = pd.DataFrame(
+        {
+            "plate": ["P"],
+            "image": ["A-01-01"],
+            "well": ["A01"],
+            "raw_files": [[f["gt"], f["good"]]],
+            "gt_files": [[]],
+        }
+    )
     _, problems = validate_plate(table, ["A", "B"])
     assert len(problems) == 1
     assert problems[0].startswith(f"{f['good']} (plate P, image A-01-01): holds 2 channels")

@@ -18,15 +18,18 @@ SOURCE = REPO / "profiles" / "slurm"
 
 
 def scratch_env(home: Path) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("HCSFLOW_", "XDG_", "SNAKEMAKE_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("HCSFLOW_", "XDG_", "SNAKEMAKE_"))
+    }
     env.update(HOME=str(home), HCSFLOW_USE_CONDA="0", PYTHON=sys.executable)
     return env
 
 
 def test_user_profile_dir_follows_xdg_and_home(tmp_path):
     assert user_profile_dir({"HOME": str(tmp_path)}) == tmp_path / ".config" / "snakemake"
-    assert user_profile_dir({"HOME": "/x", "XDG_CONFIG_HOME": str(tmp_path)}) == tmp_path / "snakemake"
+    assert (
+        user_profile_dir({"HOME": "/x", "XDG_CONFIG_HOME": str(tmp_path)}) == tmp_path / "snakemake"
+    )
 
 
 def test_install_links_once_and_never_clobbers(tmp_path):
@@ -56,27 +59,61 @@ def test_profile_by_name_after_make_install_profile(tmp_path):
     work.mkdir()
     cfg = tiny_demo_config()  # the demo's stages up to features, on 3 images
     cfg = {k: cfg[k] for k in ("demo", "images", "gt", "alignment", "crops", "features", "labels")}
-    cfg["segmentation"] = {"cells": {"method": "cellpose", "model": "cyto3"},
-                           "nuclei": {"method": "stardist", "model": "2D_versatile_fluo"}}
+    cfg["segmentation"] = {
+        "cells": {"method": "cellpose", "model": "cyto3"},
+        "nuclei": {"method": "stardist", "model": "2D_versatile_fluo"},
+    }
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
-    plan = [SNAKEMAKE, "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(work),
-            "--configfile", str(work / "config.yaml")]
+    plan = [
+        SNAKEMAKE,
+        "-n",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(work),
+        "--configfile",
+        str(work / "config.yaml"),
+    ]
     # before: the profile name is unknown to Snakemake (the reported failure)
-    before = subprocess.run([*plan, "--profile", "slurm"], cwd=work, env=env, capture_output=True,
-                            text=True, timeout=600)
+    before = subprocess.run(
+        [*plan, "--profile", "slurm"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert before.returncode != 0 and "slurm" in before.stdout + before.stderr
 
-    setup = subprocess.run(["make", "-s", "install-profile", f"PYTHON={sys.executable}"], cwd=REPO,
-                           env=env, capture_output=True, text=True, timeout=120)
+    setup = subprocess.run(
+        ["make", "-s", "install-profile", f"PYTHON={sys.executable}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert setup.returncode == 0, setup.stderr
     assert (home / ".config/snakemake/slurm").resolve() == SOURCE.resolve()
-    again = subprocess.run(["make", "-s", "install-profile", f"PYTHON={sys.executable}"], cwd=REPO,
-                           env=env, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        ["make", "-s", "install-profile", f"PYTHON={sys.executable}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 0 and "nothing to do" in again.stdout
 
     for profile in ("slurm", str(SOURCE)):
-        proc = subprocess.run([*plan, "--profile", profile], cwd=work, env=env,
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [*plan, "--profile", profile],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0, out[-4000:]
         assert f"Using profile {profile}" in out

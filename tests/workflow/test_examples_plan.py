@@ -22,36 +22,56 @@ EXAMPLES = sorted((REPO / "config" / "examples").glob("*.yaml"))
 # example -> (files of the stand-in, rules the plan must have, rules it must not have)
 STAND_INS = {
     "celldeathpred": (
-        [f"data/celldeathpred/{p}/r{r:02d}c03f01p01-ch{c}sk1fk1fl1.tiff"
-         for p in ("P1", "P2") for r in (2, 3) for c in range(1, 6)]
+        [
+            f"data/celldeathpred/{p}/r{r:02d}c03f01p01-ch{c}sk1fk1fl1.tiff"
+            for p in ("P1", "P2")
+            for r in (2, 3)
+            for c in range(1, 6)
+        ]
         + ["data/celldeathpred/layout.xlsx"],
         {"validate_images", "segment_cells", "segment_nuclei", "crop_rois", "extract_features"},
         {"align_gt"},
     ),
     "cellular": (
         [f"data/CELLULAR/images/{w}_s1.png" for w in ("B03", "C03", "D03", "D04")]
-        + [f"data/CELLULAR/masks/{w}_s1_obj00{k}.png" for w in ("B03", "C03", "D03", "D04")
-           for k in (1, 2)],
+        + [
+            f"data/CELLULAR/masks/{w}_s1_obj00{k}.png"
+            for w in ("B03", "C03", "D03", "D04")
+            for k in (1, 2)
+        ],
         {"prepare_seg_training", "train_cellpose", "segment_cells", "evaluate_segmentation"},
         {"segment_nuclei", "crop_rois", "train_stardist"},
     ),
     "deeptosis": (
-        ["data/deeptosis/plate1/B03_1.jpg", "data/deeptosis/plate1/B04_1.png",
-         "data/deeptosis/layout.xlsx"],
+        [
+            "data/deeptosis/plate1/B03_1.jpg",
+            "data/deeptosis/plate1/B04_1.png",
+            "data/deeptosis/layout.xlsx",
+        ],
         {"validate_images", "segment_cells", "crop_rois", "extract_features"},
         {"segment_nuclei"},
     ),
     "deeptosis_folder": (
-        ["data/deeptosis_folder/apoptosis.jpg", "data/deeptosis_folder/1 AC.jpg",
-         "data/deeptosis_folder/sample_03.png"],
+        [
+            "data/deeptosis_folder/apoptosis.jpg",
+            "data/deeptosis_folder/1 AC.jpg",
+            "data/deeptosis_folder/sample_03.png",
+        ],
         {"validate_images", "segment_cells", "crop_rois"},
         {"segment_nuclei"},
     ),
     "nucleocentric": (
         [f"data/ELIFE2024/{d}/{w}-01.nd2" for d in ("CP", "GT") for w in ("B-03", "C-03")]
         + ["data/ELIFE2024/layout.xlsx"],
-        {"validate_images", "segment_cells", "segment_nuclei", "align_gt", "crop_rois",
-         "extract_features", "gt_labels"},
+        {
+            "validate_images",
+            "segment_cells",
+            "segment_nuclei",
+            "align_gt",
+            "crop_rois",
+            "extract_features",
+            "gt_labels",
+        },
         set(),
     ),
 }
@@ -76,9 +96,24 @@ def test_example_config_plans(example: Path, tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"")
     proc = subprocess.run(
-        [SNAKEMAKE, "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-         "--configfile", str(example), "--cores", "1", "--quiet", "rules"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        [
+            SNAKEMAKE,
+            "-n",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(example),
+            "--cores",
+            "1",
+            "--quiet",
+            "rules",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-5000:]
