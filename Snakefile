@@ -35,6 +35,10 @@ try:
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
+# `snakemake --report report.html` (make report): the figures marked with report(...) in the rule
+# files, with their captions (report/*.rst), grouped by stage.
+report: "report/workflow.rst"
+
 
 include: "rules/common.smk"
 
@@ -55,3 +59,5 @@ include: "rules/features.smk"
 include: "rules/labels.smk"
 include: "rules/classify.smk"
 include: "rules/deep.smk"
+# Prediction uses the models of every stage above: keep it the last stage file.
+include: "rules/predict.smk"
