@@ -7,10 +7,16 @@ feature region for nuclear masks). Columns follow ``{Compartment}_{Channel}_{Fea
 ``{Compartment}_AreaShape_{Feature}`` for shape; ``Image_Count_Cells`` is the number of cells in
 the field (the seed's ``true_density``).
 
-Everything is computed per object on its bounding-box slice (``scipy.ndimage.find_objects``), so
-the cost is linear in image size plus objects. Errors are not swallowed (the seed's texture script
-had ``except: pass``): degenerate objects (a single pixel, a constant region) get NaN or the
-documented value, and anything unexpected raises.
+All objects of a compartment are measured at once (issue 14): the object pixels are sorted by
+label once (:class:`PixelTable`); intensity statistics are segment reductions over that order;
+area, extent, moments and both perimeters are label-indexed sums; one convex hull per object
+(a monotone chain, no qhull) gives convex area, solidity and max Feret diameter; GLCM texture of
+every object comes from its pixel pairs (:mod:`hcsflow.texture`). Values equal scikit-image's
+``regionprops`` and ``graycoprops``; the per-object building blocks below (``intensity_stats``,
+``quantize``, ``glcm_features``) are kept as the reference the tests compare against. Texture
+``mode: nucleocentric_patch`` reproduces the nucleocentric scripts' GLCM (see docs/features.md).
+Errors are not swallowed (the seed's texture script had ``except: pass``): degenerate objects (a
+single pixel, a constant region) get NaN or the documented value, and anything unexpected raises.
 """
 
 from __future__ import annotations
