@@ -35,6 +35,7 @@ try:
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
+
 # `snakemake --report report.html` (make report): the figures marked with report(...) in the rule
 # files, with their captions (report/*.rst), grouped by stage.
 report: "report/workflow.rst"
@@ -44,10 +45,10 @@ include: "rules/common.smk"
 
 
 rule all:
+    default_target: True
     # Each stage's .smk file adds its final outputs to ALL_TARGETS.
     input:
         lambda wildcards: ALL_TARGETS,
-    default_target: True
 
 
 # Stage files in pipeline order (a stage may use what an earlier one defines).

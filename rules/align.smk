@@ -26,18 +26,18 @@ rule align_gt:
         table=f"{_ALIGNED}.shift.parquet",
         gt_features=f"{_ALIGNED}.gt_features.parquet",
         qc=f"{_ALIGNED}.qc.png",
+    log:
+        f"{LOGS}/align_gt/{{plate}}/{{image}}.log",
+    conda:
+        "../envs/features.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 3000 * attempt,
+        runtime=lambda wc, attempt: 10 * attempt,
     params:
         alignment=config["alignment"],
         channels=config["images"]["channels"],
         gt_channels=(config.get("gt") or {}).get("channels", []),
         project_z=config["images"].get("project_z", "max"),
-    log:
-        f"{LOGS}/align_gt/{{plate}}/{{image}}.log",
-    threads: 1
-    resources:
-        mem_mb=lambda wc, attempt: 3000 * attempt,
-        runtime=lambda wc, attempt: 10 * attempt,
-    conda:
-        "../envs/features.yaml"
     script:
         "../scripts/align_gt.py"

@@ -79,10 +79,7 @@ def gt_files(wildcards):
 def per_image(pattern, table=None, **fmt):
     """``pattern`` formatted for every image (``{plate}``, ``{image}`` and any ``fmt`` keys)."""
     table = IMAGES if table is None else table
-    return [
-        pattern.format(plate=p, image=i, **fmt)
-        for p, i in zip(table["plate"], table["image"])
-    ]
+    return [pattern.format(plate=p, image=i, **fmt) for p, i in zip(table["plate"], table["image"])]
 
 
 def images_with_gt():
@@ -196,7 +193,13 @@ def _seg_model_input(target):
     """The model file a segmentation job needs (Snakemake then chains fetch_models or training)."""
     if SEG[target]["method"] not in ("cellpose", "stardist"):
         return []
-    return [str(hcs_models.model_input_path(_seg_model_kind(target), _seg_model_spec(target), SEG_MODELS_DIR))]
+    return [
+        str(
+            hcs_models.model_input_path(
+                _seg_model_kind(target), _seg_model_spec(target), SEG_MODELS_DIR
+            )
+        )
+    ]
 
 
 def _fetch_lists():
@@ -218,11 +221,18 @@ def _seg_split_table():
     if not SEG_TRAIN["masks"]:
         return None
     sp = SEG_TRAIN["split"]
-    table = IMAGES[["plate", "image", "well"] + (["condition"] if "condition" in IMAGES else [])].copy()
+    table = IMAGES[
+        ["plate", "image", "well"] + (["condition"] if "condition" in IMAGES else [])
+    ].copy()
     table["split"] = hcs_segtrain.split_images(
-        table, method=sp["method"], valid_fraction=sp["valid_fraction"],
-        test_fraction=sp["test_fraction"], seed=sp["seed"], group_by=sp["group_by"],
-        valid_pattern=sp["valid_pattern"], test_pattern=sp["test_pattern"],
+        table,
+        method=sp["method"],
+        valid_fraction=sp["valid_fraction"],
+        test_fraction=sp["test_fraction"],
+        seed=sp["seed"],
+        group_by=sp["group_by"],
+        valid_pattern=sp["valid_pattern"],
+        test_pattern=sp["test_pattern"],
     )
     return table
 
@@ -247,7 +257,9 @@ def _seg_images(split_names):
 
 
 def _seg_env(target):
-    return "../envs/stardist.yaml" if SEG[target]["method"] == "stardist" else "../envs/cellpose.yaml"
+    return (
+        "../envs/stardist.yaml" if SEG[target]["method"] == "stardist" else "../envs/cellpose.yaml"
+    )
 
 
 def _seg_resources(target):
@@ -326,9 +338,7 @@ CLASSICAL_MODELS = list(CLASSIFY.get("models", {})) if CLASSIFY_ENABLED else []
 # wildcard of its own training rule to them, as train_classifier does for CLASSICAL_MODELS.
 CLASSIFY_MODELS = list(CLASSICAL_MODELS)
 # Plates whose units are in results/classify/units.parquet (one plate map per plate and model).
-CLASSIFY_PLATES = [
-    p for p in PLATES if p not in set(map(str, CLASSIFY.get("exclude_plates", [])))
-]
+CLASSIFY_PLATES = [p for p in PLATES if p not in set(map(str, CLASSIFY.get("exclude_plates", [])))]
 
 
 def classify_model_regex(names):

@@ -9,8 +9,9 @@ for _ct in config["crops"]["types"]:
     ALL_TARGETS.extend(per_image(f"{_CROPS}.npz", crop_type=_ct))
     ALL_TARGETS.extend(per_image(f"{_CROPS}.index.parquet", crop_type=_ct))
     if config["crops"]["export_tiff"]:
-        ALL_TARGETS.extend(per_image(f"{RESULTS}/{{plate}}/crops_tiff/{{crop_type}}/{{image}}",
-                                     crop_type=_ct))
+        ALL_TARGETS.extend(
+            per_image(f"{RESULTS}/{{plate}}/crops_tiff/{{crop_type}}/{{image}}", crop_type=_ct)
+        )
 
 
 _CROP_TYPES = list(config["crops"]["types"])
@@ -28,23 +29,22 @@ if _CROP_TYPES:
         output:
             crops=expand(f"{_CROPS}.npz", crop_type=_CROP_TYPES, allow_missing=True),
             index=expand(f"{_CROPS}.index.parquet", crop_type=_CROP_TYPES, allow_missing=True),
+        log:
+            f"{LOGS}/crop_rois/{{plate}}/{{image}}.log",
+        conda:
+            "../envs/features.yaml"
+        threads: 1
+        resources:
+            mem_mb=lambda wc, attempt: 4000 * attempt,
+            runtime=lambda wc, attempt: 10 * attempt,
         params:
             crop_types=_CROP_TYPES,
             crops=config["crops"],
             channels=config["images"]["channels"],
             project_z=config["images"].get("project_z", "max"),
             min_nucleus_overlap=config["alignment"]["min_nucleus_overlap"],
-        log:
-            f"{LOGS}/crop_rois/{{plate}}/{{image}}.log",
-        threads: 1
-        resources:
-            mem_mb=lambda wc, attempt: 4000 * attempt,
-            runtime=lambda wc, attempt: 10 * attempt,
-        conda:
-            "../envs/features.yaml"
         script:
             "../scripts/crop_rois.py"
-
 
     rule export_crop_tiffs:
         """One TIFF per ROI (the nucleocentric seed's layout), from the per-image crop array."""
@@ -52,15 +52,15 @@ if _CROP_TYPES:
             crops=f"{_CROPS}.npz",
         output:
             directory(f"{RESULTS}/{{plate}}/crops_tiff/{{crop_type}}/{{image}}"),
-        wildcard_constraints:
-            crop_type="cell|nucleus|nucleocentric|bbox",
         log:
             f"{LOGS}/export_crop_tiffs/{{crop_type}}/{{plate}}/{{image}}.log",
+        wildcard_constraints:
+            crop_type="cell|nucleus|nucleocentric|bbox",
+        conda:
+            "../envs/features.yaml"
         threads: 1
         resources:
             mem_mb=2000,
             runtime=10,
-        conda:
-            "../envs/features.yaml"
         script:
             "../scripts/export_crop_tiffs.py"

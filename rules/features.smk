@@ -15,19 +15,19 @@ rule extract_features:
         images=f"{RESULTS}/images.tsv",
     output:
         _FEATURES,
+    log:
+        f"{LOGS}/extract_features/{{plate}}/{{image}}.log",
+    conda:
+        "../envs/features.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 20 * attempt,
     params:
         features=config["features"],
         channels=config["images"]["channels"],
         project_z=config["images"].get("project_z", "max"),
         min_nucleus_overlap=config["alignment"]["min_nucleus_overlap"],
-    log:
-        f"{LOGS}/extract_features/{{plate}}/{{image}}.log",
-    threads: 1
-    resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=lambda wc, attempt: 20 * attempt,
-    conda:
-        "../envs/features.yaml"
     script:
         "../scripts/extract_features.py"
 
@@ -40,12 +40,12 @@ rule merge_plate_features:
         f"{RESULTS}/{{plate}}/features.parquet",
     log:
         f"{LOGS}/merge_plate_features/{{plate}}.log",
+    conda:
+        "../envs/features.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=30,
-    conda:
-        "../envs/features.yaml"
     script:
         "../scripts/merge_features.py"
 
@@ -58,11 +58,11 @@ rule merge_features:
         f"{RESULTS}/features.parquet",
     log:
         f"{LOGS}/merge_features.log",
+    conda:
+        "../envs/features.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 16000 * attempt,
         runtime=30,
-    conda:
-        "../envs/features.yaml"
     script:
         "../scripts/merge_features.py"
