@@ -25,7 +25,13 @@ rule align_gt:
         nuclei=f"{_ALIGNED}.nuclei.tif",
         table=f"{_ALIGNED}.shift.parquet",
         gt_features=f"{_ALIGNED}.gt_features.parquet",
-        qc=f"{_ALIGNED}.qc.png",
+        qc=report(
+            f"{_ALIGNED}.qc.png",
+            caption="../report/align_qc.rst",
+            category="Alignment",
+            subcategory="{plate}",
+            labels={"plate": "{plate}", "image": "{image}"},
+        ),
     log:
         f"{LOGS}/align_gt/{{plate}}/{{image}}.log",
     conda:
