@@ -366,3 +366,61 @@ def classify_summary_inputs(wildcards):
         "metrics": [f"{CLASSIFY_DIR}/{m}/metrics.tsv" for m in CLASSIFY_MODELS],
         "other": [f for m in CLASSIFY_MODELS for f in classify_evaluation(m)],
     }
+
+
+# ---- deep (issue 11: rules/deep.smk) ------------------------------------------------------------
+from hcsflow.deep.config import check_models as _deep_check
+from hcsflow.deep.data import DeepInputError as _DeepInputError
+
+DEEP = config.get("deep") or {}
+DEEP_ENABLED = bool(DEEP.get("enabled", False)) and CLASSIFY_ENABLED
+DEEP_MODELS = (
+    {n: m for n, m in (DEEP.get("models") or {}).items() if m.get("enabled", True)}
+    if DEEP_ENABLED
+    else {}
+)
+try:
+    _deep_check(
+        DEEP_MODELS,
+        config["crops"]["types"],
+        config["images"]["channels"],
+        other_names=CLASSICAL_MODELS,
+    )
+except _DeepInputError as exc:
+    raise WorkflowError(str(exc)) from None
+if DEEP.get("enabled", False) and not CLASSIFY_ENABLED:
+    raise WorkflowError(
+        "deep.enabled needs classify.enabled: the deep models train on the units, classes and "
+        "split of results/classify/units.parquet; set classify.enabled: true"
+    )
+
+CLASSIFY_MODELS += list(DEEP_MODELS)
+DEEP_UMAP = {"n_neighbors": 15, "min_dist": 0.1, "seed": 0, "k": 15, **(DEEP.get("umap") or {})}
+DEEP_GRADCAM = {
+    "enabled": True,
+    "n_per_class": 6,
+    "split": "test",
+    "seed": 0,
+    **(DEEP.get("gradcam") or {}),
+}
+
+
+def deep_inputs(wildcards):
+    """Units, the image table, and the crop files of the model's crop type (every image)."""
+    cfg = DEEP_MODELS[wildcards.model]
+    inp = {"units": f"{CLASSIFY_DIR}/units.parquet", "images": f"{RESULTS}/images.tsv"}
+    if cfg.get("input", "nucleocentric") != "field":
+        ct = cfg.get("input", "nucleocentric")
+        inp["crops"] = per_image(f"{RESULTS}/{{plate}}/crops/{ct}/{{image}}.npz")
+        inp["index"] = per_image(f"{RESULTS}/{{plate}}/crops/{ct}/{{image}}.index.parquet")
+    else:
+        inp["crops"] = []
+        inp["raw"] = sorted({f for files in IMAGES["raw_files"] for f in files})
+    if cfg.get("pretrained"):
+        inp["pretrained"] = cfg["pretrained"]
+    return inp
+
+
+def deep_model_settings(wildcards):
+    """The deep.models entry of ``{model}``."""
+    return DEEP_MODELS[wildcards.model]
