@@ -70,7 +70,7 @@ bench: venv
 # "Lint gates" (black is the Python formatter: snakefmt formats the Python inside .smk files with
 # black, so one style engine and one line length, [tool.black] in pyproject.toml, cover both).
 FORMAT_SMK := Snakefile rules/common.smk rules/ingest.smk rules/segment.smk rules/align.smk \
-	rules/crops.smk rules/features.smk rules/labels.smk rules/deep.smk
+	rules/crops.smk rules/features.smk rules/labels.smk rules/deep.smk rules/predict.smk
 FORMAT_PY := scripts/hcsflow/checks.py scripts/hcsflow/validate.py scripts/hcsflow/runner.py \
 	scripts/hcsflow/profile_install.py scripts/hcsflow/ingest.py scripts/hcsflow/io.py \
 	scripts/validate_images.py tests/unit/test_checks.py tests/unit/test_profile_install.py \
