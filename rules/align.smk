@@ -1,67 +1,48 @@
-# GT-to-CP alignment (nucleocentric align_GT2CP): images with post-hoc GT stain files only.
-# Also defines the mask input functions shared by crops.smk, features.smk and labels.smk (this
-# file is included before them): images with GT use the aligned (filtered) masks, the others the
-# segmentation masks (or the configured mask pattern) directly.
+# GT-to-CP alignment (nucleocentric align_GT2CP): images with post-hoc GT stain files only, one job
+# per batch of them (hcsflow.batches). The mask input functions shared by crops, features and
+# labels (raw_mask_of, analysis_mask_of, ...) live in rules/common.smk.
 
-
-def _masks_source(plate, image, compartment):
-    """Path of the unaligned cell/nucleus mask of one image (config alignment.masks)."""
-    src = config["alignment"]["masks"]
-    if src == "segmentation":
-        return f"{RESULTS}/{plate}/masks/{compartment}/{image}.tif"
-    return src.format(plate=plate, image=image, compartment=compartment)
-
-
-def _image_has_gt(wildcards):
-    return len(gt_files(wildcards)) > 0
-
-
-def raw_masks(wildcards):
-    """The unaligned masks of {plate}/{image}: {'cells': path, 'nuclei': path}."""
-    return {c: _masks_source(wildcards.plate, wildcards.image, c) for c in ("cells", "nuclei")}
-
-
-def analysis_masks(wildcards):
-    """Masks that cropping and features use: aligned + filtered where the image has GT."""
-    if _image_has_gt(wildcards):
-        base = f"{RESULTS}/{wildcards.plate}/aligned/{wildcards.image}"
-        return {"cells": f"{base}.cells.tif", "nuclei": f"{base}.nuclei.tif"}
-    return raw_masks(wildcards)
-
-
-_GT_IMAGES = images_with_gt()
 _ALIGNED = f"{RESULTS}/{{plate}}/aligned/{{image}}"
 
-ALL_TARGETS.extend(per_image(_ALIGNED + ".shift.parquet", table=_GT_IMAGES))
-ALL_TARGETS.extend(per_image(_ALIGNED + ".qc.png", table=_GT_IMAGES))
+ALL_TARGETS.extend(per_image(_ALIGNED + ".shift.parquet", table=images_with_gt()))
+ALL_TARGETS.extend(per_image(_ALIGNED + ".qc.png", table=images_with_gt()))
 
 
-rule align_gt:
-    """Shift the GT stain image onto the CP frame; drop cells without GT data or GT signal."""
-    input:
-        unpack(raw_masks),
-        cp=raw_files,
-        images=f"{RESULTS}/images.tsv",
-        gt=gt_files,
-    output:
-        gt=_ALIGNED + ".gt.tif",
-        cells=_ALIGNED + ".cells.tif",
-        nuclei=_ALIGNED + ".nuclei.tif",
-        table=_ALIGNED + ".shift.parquet",
-        gt_features=_ALIGNED + ".gt_features.parquet",
-        qc=_ALIGNED + ".qc.png",
-    params:
-        alignment=config["alignment"],
-        channels=config["images"]["channels"],
-        gt_channels=(config.get("gt") or {}).get("channels", []),
-        project_z=config["images"].get("project_z", "max"),
-    log:
-        f"{LOGS}/align_gt/{{plate}}/{{image}}.log",
-    threads: 1
-    resources:
-        mem_mb=lambda wc, attempt: 3000 * attempt,
-        runtime=lambda wc, attempt: 10 * attempt,
-    conda:
-        "../envs/features.yaml"
-    script:
-        "../scripts/align_gt.py"
+for _L in GT_BATCH_LAYOUTS:
+
+    rule:
+        """Shift the GT stain images of a batch onto the CP frame; drop cells without GT data or
+        GT signal."""
+        name:
+            _L.rule_name("align_gt")
+        input:
+            cells=batch_files(_L, raw_mask_of, "cells"),
+            nuclei=batch_files(_L, raw_mask_of, "nuclei"),
+            cp=batch_files(_L, raw_files_of),
+            images=f"{RESULTS}/images.tsv",
+            gt=batch_files(_L, gt_files_of),
+        output:
+            gt=_L.outputs(_ALIGNED + ".gt.tif"),
+            cells=_L.outputs(_ALIGNED + ".cells.tif"),
+            nuclei=_L.outputs(_ALIGNED + ".nuclei.tif"),
+            table=_L.outputs(_ALIGNED + ".shift.parquet"),
+            gt_features=_L.outputs(_ALIGNED + ".gt_features.parquet"),
+            qc=_L.outputs(_ALIGNED + ".qc.png"),
+        wildcard_constraints:
+            **_L.constraints(),
+        params:
+            images=batch_images(_L),
+            alignment=config["alignment"],
+            channels=config["images"]["channels"],
+            gt_channels=(config.get("gt") or {}).get("channels", []),
+            project_z=config["images"].get("project_z", "max"),
+        log:
+            batch_log(_L.rule_name("align_gt")),
+        threads: 1
+        resources:
+            mem_mb=lambda wc, attempt: 3000 * attempt,
+            runtime=batch_runtime(_L, 1),
+        conda:
+            "../envs/features.yaml"
+        script:
+            "../scripts/align_gt.py"

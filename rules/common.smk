@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from snakemake.exceptions import WorkflowError
 
+from hcsflow import batches as hcs_batches
 from hcsflow import demo as hcs_demo
 from hcsflow.ingest import IngestError, SourceSpec, build_table
 
@@ -61,18 +62,28 @@ def image_row(wildcards):
     return _BY_KEY.loc[(wildcards.plate, wildcards.image)]
 
 
-# Per-image jobs read the original raw files (in channel order), not the canonical links: the
-# links are for people (results/{plate}/raw/...), and declaring every link as an output of the
-# single ingest job made DAG building quadratic in the number of files (Snakemake scans a rule's
-# explicit output list for each requested file): minutes for one 384-well plate.
+# Jobs read the original raw files (in channel order), not the canonical links: the links are for
+# people (results/{plate}/raw/...), and declaring every link as an output of the single ingest job
+# made DAG building quadratic in the number of files (Snakemake scans a rule's explicit output
+# list for each requested file): minutes for one 384-well plate.
+def raw_files_of(plate, image):
+    """The raw file(s) of one image, in channel order."""
+    return list(_BY_KEY.loc[(plate, image)]["raw_files"])
+
+
+def gt_files_of(plate, image):
+    """The GT stain file(s) of one image, in channel order (empty list when it has none)."""
+    return list(_BY_KEY.loc[(plate, image)]["gt_files"])
+
+
 def raw_files(wildcards):
     """The image's raw file(s), in channel order."""
-    return list(image_row(wildcards)["raw_files"])
+    return raw_files_of(wildcards.plate, wildcards.image)
 
 
 def gt_files(wildcards):
     """The image's GT stain file(s), in channel order (empty list when it has none)."""
-    return list(image_row(wildcards)["gt_files"])
+    return gt_files_of(wildcards.plate, wildcards.image)
 
 
 def per_image(pattern, table=None, **fmt):
@@ -97,3 +108,69 @@ def layout_files():
 
 # Each stage .smk appends its final outputs; `rule all` collects them.
 ALL_TARGETS = [f"{RESULTS}/images.tsv"]
+
+
+# ---- masks seen by alignment, crops, features, labels --------------------------------------------
+def raw_mask_of(plate, image, compartment):
+    """Path of the unaligned cell/nucleus mask of one image (config alignment.masks)."""
+    src = config["alignment"]["masks"]
+    if src == "segmentation":
+        return f"{RESULTS}/{plate}/masks/{compartment}/{image}.tif"
+    return src.format(plate=plate, image=image, compartment=compartment)
+
+
+def analysis_mask_of(plate, image, compartment):
+    """Mask that cropping and features use: aligned + filtered where the image has GT."""
+    if gt_files_of(plate, image):
+        return f"{RESULTS}/{plate}/aligned/{image}.{compartment}.tif"
+    return raw_mask_of(plate, image, compartment)
+
+
+def raw_masks(wildcards):
+    """The unaligned masks of {plate}/{image}: {'cells': path, 'nuclei': path}."""
+    return {c: raw_mask_of(wildcards.plate, wildcards.image, c) for c in ("cells", "nuclei")}
+
+
+def analysis_masks(wildcards):
+    """Masks that cropping and features use: aligned + filtered where the image has GT."""
+    return {c: analysis_mask_of(wildcards.plate, wildcards.image, c) for c in ("cells", "nuclei")}
+
+
+# ---- batched jobs (hcsflow.batches; docs/ARCHITECTURE.md, "Batched jobs") ------------------------
+# One job per batch of images (default: the fields of one well). A layout is one rule; its
+# outputs enumerate the member images from the {batch} wildcard (the shared image-id prefix).
+BATCH = config["batch"]
+try:
+    BATCH_LAYOUTS = hcs_batches.batch_layouts(IMAGES, BATCH["size"], BATCH["by"])
+    GT_BATCH_LAYOUTS = hcs_batches.batch_layouts(images_with_gt(), BATCH["size"], BATCH["by"])
+except hcs_batches.BatchPlanError as exc:
+    raise WorkflowError(f"cannot plan batched jobs: {exc}") from None
+
+
+def batch_images(layout):
+    """params function: the member image ids of a job of ``layout`` (output order)."""
+    return lambda wildcards: layout.members(wildcards.batch)
+
+
+def batch_files(layout, files_of, *args):
+    """Input function: ``files_of(plate, image, *args)`` (a path or a list) for every member
+    image of the job, concatenated in member order."""
+
+    def inputs(wildcards):
+        out = []
+        for image in layout.members(wildcards.batch):
+            got = files_of(wildcards.plate, image, *args)
+            out.extend([got] if isinstance(got, str) else got)
+        return out
+
+    return inputs
+
+
+def batch_runtime(layout, per_image_min, base_min=5):
+    """runtime resource (minutes) of a job of ``layout``: grows with its size and the attempt."""
+    minutes = base_min + per_image_min * len(layout.suffixes)
+    return lambda wildcards, attempt: minutes * attempt
+
+
+def batch_log(rule_name):
+    return f"{LOGS}/{rule_name}/{{plate}}/{{batch}}.log"

@@ -250,39 +250,57 @@ def _seg_env(target):
     return "../envs/stardist.yaml" if SEG[target]["method"] == "stardist" else "../envs/cellpose.yaml"
 
 
-def _seg_resources(target):
+def _seg_resources(target, layout):
     deep = SEG[target]["method"] in ("cellpose", "stardist")
     base_mb = 6000 if deep else 2000
-    # memory grows with each retry (profiles/slurm: retries), e.g. for unusually large fields
-    res = {"mem_mb": lambda wc, attempt: base_mb * attempt, "runtime": 30}
+    # memory grows with each retry (profiles/slurm: retries), e.g. for unusually large fields;
+    # a batch holds one image at a time, its runtime grows with its size (minutes)
+    res = {
+        "mem_mb": lambda wc, attempt: base_mb * attempt,
+        "runtime": batch_runtime(layout, 2),
+    }
     if SEG[target]["method"] == "cellpose" and SEG["gpu"]:
         res["gpu"] = 1
     return res
 
 
-if SEG["nuclei"]["method"] != "none":
+def seg_mask_of(target):
+    """Per-image mask path function for batch_files (the segmentation output of ``target``)."""
+    return lambda plate, image: f"{RESULTS}/{plate}/masks/{target}/{image}.tif"
 
-    rule segment_nuclei:
-        """Nucleus label mask of one field (StarDist, Cellpose or Otsu + watershed)."""
-        input:
-            image=raw_files,
-            model=_seg_model_input("nuclei"),
-        output:
-            f"{RESULTS}/{{plate}}/masks/nuclei/{{image}}.tif",
-        params:
-            seg=_seg_subset(*SEG_SPEC_KEYS),
-            model=_seg_model_spec("nuclei") if SEG["nuclei"]["method"] != "threshold" else None,
-            channels=config["images"]["channels"],
-            project_z=config["images"].get("project_z", "max"),
-        log:
-            f"{LOGS}/segment_nuclei/{{plate}}/{{image}}.log",
-        threads: SEG["threads"]
-        resources:
-            **_seg_resources("nuclei"),
-        conda:
-            _seg_env("nuclei")
-        script:
-            "../scripts/segment_nuclei.py"
+
+_SEG_MASK = f"{RESULTS}/{{plate}}/masks/{{target}}/{{image}}.tif"
+
+if SEG["nuclei"]["method"] != "none":
+    for _L in BATCH_LAYOUTS:
+
+        rule:
+            """Nucleus label masks of a batch of fields (StarDist, Cellpose or Otsu + watershed);
+            the model is loaded once per job."""
+            name:
+                _L.rule_name("segment_nuclei")
+            input:
+                images=batch_files(_L, raw_files_of),
+                model=_seg_model_input("nuclei"),
+            output:
+                masks=_L.outputs(_SEG_MASK, target="nuclei"),
+            wildcard_constraints:
+                **_L.constraints(),
+            params:
+                images=batch_images(_L),
+                seg=_seg_subset(*SEG_SPEC_KEYS),
+                model=_seg_model_spec("nuclei") if SEG["nuclei"]["method"] != "threshold" else None,
+                channels=config["images"]["channels"],
+                project_z=config["images"].get("project_z", "max"),
+            log:
+                batch_log(_L.rule_name("segment_nuclei")),
+            threads: SEG["threads"]
+            resources:
+                **_seg_resources("nuclei", _L),
+            conda:
+                _seg_env("nuclei")
+            script:
+                "../scripts/segment_nuclei.py"
 
     ALL_TARGETS.extend(per_image(f"{RESULTS}/{{plate}}/masks/nuclei/{{image}}.tif"))
 
@@ -295,28 +313,36 @@ if SEG["cells"]["method"] != "none":
             "masks: set segmentation.nuclei.method (or cells.nuclear_channel: null)"
         )
 
-    rule segment_cells:
-        """Whole-cell label mask of one field (Cellpose, or a watershed seeded by the nuclei)."""
-        input:
-            image=raw_files,
-            model=_seg_model_input("cells"),
-            nuclei=[f"{RESULTS}/{{plate}}/masks/nuclei/{{image}}.tif"] if _SEG_CELLS_SEEDS else [],
-        output:
-            f"{RESULTS}/{{plate}}/masks/cells/{{image}}.tif",
-        params:
-            seg=_seg_subset(*SEG_SPEC_KEYS),
-            model=_seg_model_spec("cells") if SEG["cells"]["method"] != "threshold" else None,
-            channels=config["images"]["channels"],
-            project_z=config["images"].get("project_z", "max"),
-        log:
-            f"{LOGS}/segment_cells/{{plate}}/{{image}}.log",
-        threads: SEG["threads"]
-        resources:
-            **_seg_resources("cells"),
-        conda:
-            _seg_env("cells")
-        script:
-            "../scripts/segment_cells.py"
+    for _L in BATCH_LAYOUTS:
+
+        rule:
+            """Whole-cell label masks of a batch of fields (Cellpose, or a watershed seeded by the
+            nuclei); the model is loaded once per job."""
+            name:
+                _L.rule_name("segment_cells")
+            input:
+                images=batch_files(_L, raw_files_of),
+                model=_seg_model_input("cells"),
+                nuclei=batch_files(_L, seg_mask_of("nuclei")) if _SEG_CELLS_SEEDS else [],
+            output:
+                masks=_L.outputs(_SEG_MASK, target="cells"),
+            wildcard_constraints:
+                **_L.constraints(),
+            params:
+                images=batch_images(_L),
+                seg=_seg_subset(*SEG_SPEC_KEYS),
+                model=_seg_model_spec("cells") if SEG["cells"]["method"] != "threshold" else None,
+                channels=config["images"]["channels"],
+                project_z=config["images"].get("project_z", "max"),
+            log:
+                batch_log(_L.rule_name("segment_cells")),
+            threads: SEG["threads"]
+            resources:
+                **_seg_resources("cells", _L),
+            conda:
+                _seg_env("cells")
+            script:
+                "../scripts/segment_cells.py"
 
     ALL_TARGETS.extend(per_image(f"{RESULTS}/{{plate}}/masks/cells/{{image}}.tif"))
 
@@ -334,7 +360,6 @@ if SEG_TARGETS:
         params:
             table=IMAGES[["plate", "image", "well", "field"]].to_dict("records"),
             targets=SEG_TARGETS,
-            results=RESULTS,
         log:
             f"{LOGS}/count_objects.log",
         threads: 1
@@ -402,7 +427,6 @@ if SEG_EVAL["enabled"] and SEG_TARGETS:
             table=SEG_EVAL_IMAGES.to_dict("records"),
             seg=_seg_subset("cells", "nuclei", "evaluate", train_masks=True),
             targets=SEG_TARGETS,
-            results=RESULTS,
             project_z=config["images"].get("project_z", "max"),
         log:
             f"{LOGS}/evaluate_segmentation.log",

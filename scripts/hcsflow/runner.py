@@ -59,16 +59,45 @@ def rule_logging(smk, name: str | None = None):
 
 
 def limit_threads(n: int) -> None:
-    """Keep numerical libraries to the threads Snakemake gave the job (clusters oversubscribe)."""
+    """Keep numerical libraries to the threads Snakemake gave the job (clusters oversubscribe).
+
+    Call it before numpy / torch / TensorFlow are imported: the environment variables only take
+    effect in libraries loaded after them. Thread pools already loaded (numpy's BLAS, OpenMP) are
+    limited too, through threadpoolctl, and torch's intra-op pool when torch is loaded.
+    """
     n = max(1, int(n))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
-        os.environ.setdefault(var, str(n))
-    try:
-        import torch
+        os.environ[var] = str(n)
+    if "numpy" in sys.modules:
+        try:
+            from threadpoolctl import threadpool_limits
 
-        torch.set_num_threads(n)
-    except ImportError:
-        pass
+            threadpool_limits(n)
+        except ImportError:
+            pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+
+
+def for_each_image(names, fn, logger: logging.Logger) -> list:
+    """Run ``fn(i, name)`` for each image of a batch job, logging one line per image.
+
+    A failing image names itself (``image B-03-01 (2/9) failed``) in the log and in the error,
+    and stops the job: Snakemake then removes the job's outputs, and a rerun redoes the batch.
+    """
+    names = list(names)
+    results = []
+    for i, name in enumerate(names):
+        start = time.perf_counter()
+        try:
+            msg = fn(i, name)
+        except Exception as exc:
+            logger.error("image %s (%d/%d) failed: %s", name, i + 1, len(names), exc)
+            raise RuntimeError(f"image {name} ({i + 1}/{len(names)} of this batch) failed: {exc}") from exc
+        logger.info("image %s (%d/%d): %s [%.1f s]", name, i + 1, len(names), msg or "done",
+                    time.perf_counter() - start)
+        results.append(msg)
+    return results
 
 
 def torch_device(prefer_gpu: bool = True, logger: logging.Logger | None = None):
