@@ -3,19 +3,16 @@
 # Library: scripts/hcsflow/{segmentation,models,segtrain,segeval}.py; docs: docs/segmentation.md.
 
 from hcsflow import models as hcs_models
-from hcsflow import segtrain as hcs_segtrain
+from hcsflow import plan as hcs_plan
 
 SEG = config["segmentation"]
 SEG_MODELS_DIR = SEG["models_dir"]
 SEG_TRAIN = SEG["train"]
 SEG_EVAL = SEG["evaluate"]
-SEG_MODELS_OUT = f"{RESULTS}/segmentation/models"
-SEG_CP_NAME = SEG_TRAIN["cellpose"]["model_name"]
-SEG_SD_NAME = SEG_TRAIN["stardist"]["model_name"]
-SEG_CP_TRAINED = f"{SEG_MODELS_OUT}/cellpose/{SEG_CP_NAME}"
-SEG_SD_TRAINED = f"{SEG_MODELS_OUT}/stardist/{SEG_SD_NAME}"
-# What StarDist 0.9.2 (csbdeep 0.8.2, Keras 3) writes into a model folder.
-SEG_SD_FILES = ["config.json", "thresholds.json", "weights_best.h5"]
+# Planning (model resolution, fetch lists, split, truth files) is in hcsflow.plan (tested).
+SEG_CP_TRAINED = hcs_plan.trained_model_paths(SEG, RESULTS)["cellpose"]
+SEG_SD_TRAINED = hcs_plan.trained_model_paths(SEG, RESULTS)["stardist"]
+SEG_SD_FILES = list(hcs_plan.STARDIST_FILES)
 
 
 def _seg_subset(*keys, train_masks=False):
@@ -30,57 +27,26 @@ def _seg_subset(*keys, train_masks=False):
 SEG_SPEC_KEYS = ("models_dir", "gpu", "min_contrast", "threshold", "cells", "nuclei")
 
 
+def _plan(fn, *args):
+    """Call a hcsflow.plan function; its PlanError stops the run with the message."""
+    try:
+        return fn(*args)
+    except hcs_plan.PlanError as exc:
+        raise WorkflowError(str(exc)) from None
+
+
 def _seg_model_spec(target):
     """Model spec of a target, with `trained` replaced by the training rule's output."""
-    sec = SEG[target]
-    spec = str(sec["model"])
-    if spec != "trained":
-        return spec
-    if sec["method"] == "cellpose" and target == "cells":
-        if not SEG_TRAIN["cellpose"]["enabled"]:
-            raise WorkflowError(
-                "segmentation.cells.model is 'trained' but segmentation.train.cellpose.enabled is false"
-            )
-        return SEG_CP_TRAINED
-    if sec["method"] == "stardist":
-        if not SEG_TRAIN["stardist"]["enabled"]:
-            raise WorkflowError(
-                "segmentation.nuclei.model is 'trained' but segmentation.train.stardist.enabled is false"
-            )
-        return SEG_SD_TRAINED
-    raise WorkflowError(
-        f"segmentation.{target}.model 'trained' is only available for cells with cellpose and "
-        f"nuclei with stardist; give a model path instead"
-    )
-
-
-def _seg_model_kind(target):
-    return "stardist" if SEG[target]["method"] == "stardist" else "cellpose"
+    return _plan(hcs_plan.model_spec, SEG, target, RESULTS)
 
 
 def _seg_model_input(target):
     """The model file a segmentation job needs (Snakemake then chains fetch_models or training)."""
-    if SEG[target]["method"] not in ("cellpose", "stardist"):
-        return []
-    return [str(hcs_models.model_input_path(_seg_model_kind(target), _seg_model_spec(target), SEG_MODELS_DIR))]
+    return _plan(hcs_plan.model_input, SEG, target, RESULTS)
 
 
 # ---- fetch_models (login node) ----------------------------------------------------------------
-def _fetch_lists():
-    cp, sd = list(SEG["fetch"]["cellpose"]), list(SEG["fetch"]["stardist"])
-    for target in ("cells", "nuclei"):
-        spec, method = str(SEG[target]["model"]), SEG[target]["method"]
-        if method == "cellpose" and hcs_models.is_cellpose_builtin(spec):
-            cp.append(spec)
-        if method == "stardist" and hcs_models.is_stardist_pretrained(spec):
-            sd.append(spec)
-    start = SEG_TRAIN["cellpose"]["start"]
-    if SEG_TRAIN["cellpose"]["enabled"] and hcs_models.is_cellpose_builtin(start):
-        cp.append(start)
-    return sorted(set(cp)), sorted(set(sd))
-
-
-SEG_FETCH_CP, SEG_FETCH_SD = _fetch_lists()
+SEG_FETCH_CP, SEG_FETCH_SD = hcs_plan.fetch_lists(SEG)
 
 
 localrules:
@@ -110,40 +76,17 @@ rule fetch_models:
 
 
 # ---- training data, split (parse time, deterministic) -----------------------------------------
-def _seg_split_table():
-    """Images with true masks and their split (train / valid / test), or None without masks."""
-    if not SEG_TRAIN["masks"]:
-        return None
-    sp = SEG_TRAIN["split"]
-    table = IMAGES[["plate", "image", "well"] + (["condition"] if "condition" in IMAGES else [])].copy()
-    table["split"] = hcs_segtrain.split_images(
-        table, method=sp["method"], valid_fraction=sp["valid_fraction"],
-        test_fraction=sp["test_fraction"], seed=sp["seed"], group_by=sp["group_by"],
-        valid_pattern=sp["valid_pattern"], test_pattern=sp["test_pattern"],
-    )
-    return table
-
-
-SEG_SPLIT = _seg_split_table()
+SEG_SPLIT = hcs_plan.split_table(IMAGES, SEG_TRAIN)
+_SEG_DEMO_DIR = config["demo"]["out_dir"] if config["demo"]["enabled"] else None
 
 
 def _seg_truth_files(table, target):
-    """True-mask files of the images in ``table`` (the demo's are written by demo_plate)."""
-    files = []
-    for plate, image in zip(table["plate"], table["image"]):
-        files += hcs_segtrain.find_mask_files(SEG_TRAIN["masks"], plate, image, target)
-    if config["demo"]["enabled"]:
-        demo_dir = str(Path(config["demo"]["out_dir"]))
-        if any(str(Path(f)).startswith(demo_dir + "/") for f in files):
-            # demo_plate does not list every truth mask as an output; its truth table stands in.
-            files = [f for f in files if not str(Path(f)).startswith(demo_dir + "/")]
-            files.append(f"{demo_dir}/truth/cells.tsv")
-    return sorted(set(files))
+    """True-mask files of the images in ``table`` (the demo's truth table stands in for its)."""
+    return hcs_plan.truth_files(table, SEG_TRAIN["masks"], target, _SEG_DEMO_DIR)
 
 
 def _seg_images(split_names):
-    t = SEG_SPLIT[SEG_SPLIT["split"].isin(split_names)]
-    return IMAGES.merge(t[["plate", "image", "split"]], on=["plate", "image"])
+    return hcs_plan.images_in_split(IMAGES, SEG_SPLIT, split_names)
 
 
 SEG_TRAINING = SEG_SPLIT is not None and (

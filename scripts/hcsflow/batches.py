@@ -126,7 +126,8 @@ def _number_layouts(df: pd.DataFrame, key: list[str]) -> pd.Series:
     sizes = df.groupby(key).size().reset_index(name="n")
     sizes = sizes.sort_values(["n", *key], ascending=[False] + [True] * len(key))
     sizes["layout"] = range(len(sizes))
-    return df.merge(sizes[[*key, "layout"]], on=key, how="left")["layout"].to_numpy()
+    merged = df[key].merge(sizes[[*key, "layout"]], on=key, how="left")
+    return merged["layout"].to_numpy()
 
 
 def layouts_of(plan: pd.DataFrame) -> list[Layout]:
