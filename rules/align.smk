@@ -2,10 +2,10 @@
 # per batch of them (hcsflow.batches). The mask input functions shared by crops, features and
 # labels (raw_mask_of, analysis_mask_of, ...) live in rules/common.smk.
 
-_ALIGNED = f"{RESULTS}/{{plate}}/aligned/{{image}}"
+_ALIGNED = f"{RESULTS}/{{plate}}/aligned/{{image}}.{{kind}}"
 
-ALL_TARGETS.extend(per_image(_ALIGNED + ".shift.parquet", table=images_with_gt()))
-ALL_TARGETS.extend(per_image(_ALIGNED + ".qc.png", table=images_with_gt()))
+ALL_TARGETS.extend(per_image(_ALIGNED, kind="shift.parquet", table=images_with_gt()))
+ALL_TARGETS.extend(per_image(_ALIGNED, kind="qc.png", table=images_with_gt()))
 
 
 for _L in GT_BATCH_LAYOUTS:
@@ -22,12 +22,12 @@ for _L in GT_BATCH_LAYOUTS:
             images=f"{RESULTS}/images.tsv",
             gt=batch_files(_L, gt_files_of),
         output:
-            gt=_L.outputs(_ALIGNED + ".gt.tif"),
-            cells=_L.outputs(_ALIGNED + ".cells.tif"),
-            nuclei=_L.outputs(_ALIGNED + ".nuclei.tif"),
-            table=_L.outputs(_ALIGNED + ".shift.parquet"),
-            gt_features=_L.outputs(_ALIGNED + ".gt_features.parquet"),
-            qc=_L.outputs(_ALIGNED + ".qc.png"),
+            gt=_L.outputs(_ALIGNED, kind="gt.tif"),
+            cells=_L.outputs(_ALIGNED, kind="cells.tif"),
+            nuclei=_L.outputs(_ALIGNED, kind="nuclei.tif"),
+            table=_L.outputs(_ALIGNED, kind="shift.parquet"),
+            gt_features=_L.outputs(_ALIGNED, kind="gt_features.parquet"),
+            qc=_L.outputs(_ALIGNED, kind="qc.png"),
         wildcard_constraints:
             **_L.constraints(),
         params:

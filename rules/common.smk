@@ -111,11 +111,16 @@ ALL_TARGETS = [f"{RESULTS}/images.tsv"]
 
 
 # ---- masks seen by alignment, crops, features, labels --------------------------------------------
+def seg_mask_of(plate, image, target):
+    """The segmentation rules' mask of one image (``target``: cells / nuclei)."""
+    return f"{RESULTS}/{plate}/masks/{target}/{image}.tif"
+
+
 def raw_mask_of(plate, image, compartment):
     """Path of the unaligned cell/nucleus mask of one image (config alignment.masks)."""
     src = config["alignment"]["masks"]
     if src == "segmentation":
-        return f"{RESULTS}/{plate}/masks/{compartment}/{image}.tif"
+        return seg_mask_of(plate, image, compartment)
     return src.format(plate=plate, image=image, compartment=compartment)
 
 
@@ -134,6 +139,23 @@ def raw_masks(wildcards):
 def analysis_masks(wildcards):
     """Masks that cropping and features use: aligned + filtered where the image has GT."""
     return {c: analysis_mask_of(wildcards.plate, wildcards.image, c) for c in ("cells", "nuclei")}
+
+
+def plate_feature_tables(wildcards):
+    """The per-image feature tables of one plate (merge_plate_features)."""
+    table = IMAGES[IMAGES["plate"] == wildcards.plate]
+    return per_image(f"{RESULTS}/{{plate}}/features/{{image}}.parquet", table=table)
+
+
+def label_inputs(wildcards):
+    """gt_labels: GT intensity tables of images with GT; the feature tables (metadata only) of
+    the others."""
+    gt = images_with_gt()
+    no_gt = IMAGES[IMAGES["gt_files"].map(len) == 0]
+    return {
+        "gt": per_image(f"{RESULTS}/{{plate}}/aligned/{{image}}.gt_features.parquet", table=gt),
+        "cells": per_image(f"{RESULTS}/{{plate}}/features/{{image}}.parquet", table=no_gt),
+    }
 
 
 # ---- batched jobs (hcsflow.batches; docs/ARCHITECTURE.md, "Batched jobs") ------------------------

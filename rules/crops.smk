@@ -3,11 +3,11 @@
 # One job per batch of images (hcsflow.batches) makes every configured crop type: each image and
 # its masks are read once.
 
-_CROPS = f"{RESULTS}/{{plate}}/crops/{{crop_type}}/{{image}}"
+_CROPS = f"{RESULTS}/{{plate}}/crops/{{crop_type}}/{{image}}.{{ext}}"
 
 for _ct in config["crops"]["types"]:
-    ALL_TARGETS.extend(per_image(_CROPS + ".npz", crop_type=_ct))
-    ALL_TARGETS.extend(per_image(_CROPS + ".index.parquet", crop_type=_ct))
+    ALL_TARGETS.extend(per_image(_CROPS, crop_type=_ct, ext="npz"))
+    ALL_TARGETS.extend(per_image(_CROPS, crop_type=_ct, ext="index.parquet"))
     if config["crops"]["export_tiff"]:
         ALL_TARGETS.extend(per_image(f"{RESULTS}/{{plate}}/crops_tiff/{{crop_type}}/{{image}}",
                                      crop_type=_ct))
@@ -30,9 +30,9 @@ if _CROP_TYPES:
                 images=f"{RESULTS}/images.tsv",
             output:
                 # type-major: every image of the first crop type, then of the second, ...
-                crops=[f for ct in _CROP_TYPES for f in _L.outputs(_CROPS + ".npz", crop_type=ct)],
+                crops=[f for ct in _CROP_TYPES for f in _L.outputs(_CROPS, crop_type=ct, ext="npz")],
                 index=[
-                    f for ct in _CROP_TYPES for f in _L.outputs(_CROPS + ".index.parquet", crop_type=ct)
+                    f for ct in _CROP_TYPES for f in _L.outputs(_CROPS, crop_type=ct, ext="index.parquet")
                 ],
             wildcard_constraints:
                 **_L.constraints(),
@@ -57,7 +57,7 @@ if _CROP_TYPES:
     rule export_crop_tiffs:
         """One TIFF per ROI (the nucleocentric seed's layout), from the per-image crop array."""
         input:
-            crops=_CROPS + ".npz",
+            crops=f"{RESULTS}/{{plate}}/crops/{{crop_type}}/{{image}}.npz",
         output:
             directory(f"{RESULTS}/{{plate}}/crops_tiff/{{crop_type}}/{{image}}"),
         wildcard_constraints:

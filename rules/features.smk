@@ -42,7 +42,7 @@ for _L in BATCH_LAYOUTS:
 rule merge_plate_features:
     """All cells of one plate in one table."""
     input:
-        lambda wc: per_image(_FEATURES, table=IMAGES[IMAGES["plate"] == wc.plate]),
+        plate_feature_tables,
     output:
         f"{RESULTS}/{{plate}}/features.parquet",
     log:

@@ -4,20 +4,10 @@
 ALL_TARGETS.append(f"{RESULTS}/labels.parquet")
 
 
-def _label_inputs(wildcards):
-    """GT intensity tables of images with GT; the feature tables (metadata only) of the others."""
-    gt = images_with_gt()
-    no_gt = IMAGES[IMAGES["gt_files"].map(len) == 0]
-    return {
-        "gt": per_image(f"{RESULTS}/{{plate}}/aligned/{{image}}.gt_features.parquet", table=gt),
-        "cells": per_image(f"{RESULTS}/{{plate}}/features/{{image}}.parquet", table=no_gt),
-    }
-
-
 rule gt_labels:
     """One labels table for the run, the thresholds used, and a scatter plot to check them."""
     input:
-        unpack(_label_inputs),
+        unpack(label_inputs),
     output:
         labels=f"{RESULTS}/labels.parquet",
         thresholds=f"{RESULTS}/labels_thresholds.tsv",

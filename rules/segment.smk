@@ -207,11 +207,6 @@ def _seg_resources(target, layout):
     return res
 
 
-def seg_mask_of(target):
-    """Per-image mask path function for batch_files (the segmentation output of ``target``)."""
-    return lambda plate, image: f"{RESULTS}/{plate}/masks/{target}/{image}.tif"
-
-
 _SEG_MASK = f"{RESULTS}/{{plate}}/masks/{{target}}/{{image}}.tif"
 
 if SEG["nuclei"]["method"] != "none":
@@ -266,7 +261,7 @@ if SEG["cells"]["method"] != "none":
             input:
                 images=batch_files(_L, raw_files_of),
                 model=_seg_model_input("cells"),
-                nuclei=batch_files(_L, seg_mask_of("nuclei")) if _SEG_CELLS_SEEDS else [],
+                nuclei=batch_files(_L, seg_mask_of, "nuclei") if _SEG_CELLS_SEEDS else [],
             output:
                 masks=_L.outputs(_SEG_MASK, target="cells"),
             wildcard_constraints:
@@ -331,27 +326,37 @@ if SEG_EVAL["enabled"] and SEG_TARGETS:
 
     if SEG_BASELINE:
 
-        rule segment_baseline:
-            """The classical method on an evaluated image, for comparison (both targets)."""
-            input:
-                image=raw_files,
-            output:
-                cells=f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.cells.tif",
-                nuclei=f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.nuclei.tif",
-            params:
-                seg=_seg_subset("min_contrast", "threshold", "cells", "nuclei"),
-                channels=config["images"]["channels"],
-                project_z=config["images"].get("project_z", "max"),
-            log:
-                f"{LOGS}/segment_baseline/{{plate}}/{{image}}.log",
-            threads: 1
-            resources:
-                mem_mb=2000,
-                runtime=10,
-            conda:
-                "../envs/cellpose.yaml"
-            script:
-                "../scripts/segment_baseline.py"
+        _SEG_BASE = f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.{{target}}.tif"
+
+        for _L in hcs_batches.batch_layouts(SEG_EVAL_IMAGES, BATCH["size"], BATCH["by"]):
+
+            rule:
+                """The classical method on a batch of evaluated images, for comparison (both
+                targets)."""
+                name:
+                    _L.rule_name("segment_baseline")
+                input:
+                    images=batch_files(_L, raw_files_of),
+                output:
+                    cells=_L.outputs(_SEG_BASE, target="cells"),
+                    nuclei=_L.outputs(_SEG_BASE, target="nuclei"),
+                wildcard_constraints:
+                    **_L.constraints(),
+                params:
+                    images=batch_images(_L),
+                    seg=_seg_subset("min_contrast", "threshold", "cells", "nuclei"),
+                    channels=config["images"]["channels"],
+                    project_z=config["images"].get("project_z", "max"),
+                log:
+                    batch_log(_L.rule_name("segment_baseline")),
+                threads: 1
+                resources:
+                    mem_mb=2000,
+                    runtime=batch_runtime(_L, 1),
+                conda:
+                    "../envs/cellpose.yaml"
+                script:
+                    "../scripts/segment_baseline.py"
 
     rule evaluate_segmentation:
         """Pixel and instance metrics against true masks, per image and summarised; overlays."""

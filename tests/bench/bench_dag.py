@@ -10,9 +10,12 @@ StarDist with pretrained names, no GT, no demo), and times
 * `snakemake -n --profile profiles/slurm`: the whole plan with the profile (job grouping),
 
 and reports how many jobs the plan has and how many cluster jobs grouping turns them into.
+Segmentation, crops and features run one job per batch of images (config `batch`; default one
+well: 384 jobs per stage).
 Nothing is read: the files are empty and only their names are used.
 
-    python tests/bench/bench_dag.py [--rows 16 --cols 24 --fields 9] [--group-size 200]
+    python tests/bench/bench_dag.py [--rows 16 --cols 24 --fields 9] [--batch-by well --batch-size 0]
+                                    [--group-size 8]
 """
 
 from __future__ import annotations
@@ -45,9 +48,10 @@ def write_plate(root: Path, rows: int, cols: int, fields: int, plate: str = "Pla
     return rows * cols * fields
 
 
-def write_config(root: Path) -> Path:
+def write_config(root: Path, batch_by: str = "well", batch_size: int = 0) -> Path:
     cfg = {
         "demo": {"enabled": False},
+        "batch": {"by": batch_by, "size": batch_size},
         "images": {
             "raw_dir": str(root / "raw"),
             "pattern": r"(?P<plate>[^/]+)/r(?P<row>\d{2})c(?P<col>\d{2})f(?P<field>\d{2})p01-ch(?P<channel>\d)sk1fk1fl1\.tiff",
@@ -81,6 +85,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=16)
     ap.add_argument("--cols", type=int, default=24)
     ap.add_argument("--fields", type=int, default=9)
+    ap.add_argument("--batch-by", default="well", choices=["well", "row"],
+                    help="config batch.by (default: well = one job per well and stage)")
+    ap.add_argument("--batch-size", type=int, default=0, help="config batch.size (0: whole well)")
     ap.add_argument("--group-size", type=int, default=None,
                     help="HCSFLOW_GROUP_SIZE and HCSFLOW_GPU_GROUP_SIZE (default: the profile's)")
     args = ap.parse_args()
@@ -95,7 +102,7 @@ def main() -> None:
         start = time.perf_counter()
         n_images = write_plate(root, args.rows, args.cols, args.fields)
         t_files = time.perf_counter() - start
-        config = write_config(root)
+        config = write_config(root, args.batch_by, args.batch_size)
         work = root / "work"
         work.mkdir()
         base = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(work),
@@ -113,7 +120,8 @@ def main() -> None:
     per_group = {g: groups.count(g) for g in sorted(set(groups))}
 
     print(f"plate: {n_images} images ({args.rows} x {args.cols} wells x {args.fields} fields), "
-          f"{n_images * len(CHANNELS)} empty files written in {t_files:.1f} s")
+          f"{n_images * len(CHANNELS)} empty files written in {t_files:.1f} s; "
+          f"batch.by {args.batch_by}, batch.size {args.batch_size}")
     print(f"parse the workflow (snakemake --list-rules):     {t_parse:6.1f} s")
     print(f"plan the run, local (snakemake -n --cores 1):     {t_plain:6.1f} s")
     print(f"plan the run (snakemake -n --profile slurm):     {t_plan:6.1f} s")
