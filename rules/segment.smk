@@ -362,8 +362,10 @@ if SEG_EVAL["enabled"] and SEG_TARGETS:
         """Pixel and instance metrics against true masks, per image and summarised; overlays."""
         input:
             pred=[m for t in SEG_TARGETS for m in per_image(f"{RESULTS}/{{plate}}/masks/{t}/{{image}}.tif", SEG_EVAL_IMAGES)],
-            baseline=per_image(f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.cells.tif", SEG_EVAL_IMAGES)
-            + per_image(f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.nuclei.tif", SEG_EVAL_IMAGES)
+            baseline=[
+                b for t in SEG_TARGETS
+                for b in per_image(f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.{t}.tif", SEG_EVAL_IMAGES)
+            ]
             if SEG_BASELINE else [],
             truth=sorted(set(_seg_truth_files(SEG_EVAL_IMAGES, "cells") + _seg_truth_files(SEG_EVAL_IMAGES, "nuclei"))),
             images=[f for files in SEG_EVAL_IMAGES["raw_files"] for f in files],

@@ -15,11 +15,11 @@ with rule_logging(snakemake) as log:
     table = pd.DataFrame(snakemake.params.table)
     targets = list(snakemake.params.targets)
     n = len(table)
-    # input lists are in the order of params.table: pred target-major, baseline cells then nuclei
+    # input lists are target-major (params.targets), each in the order of params.table
     pred_files = dict(zip(targets, split_per_image(snakemake.input.pred, len(targets), "input.pred"),
                           strict=True))
-    baseline_files = (dict(zip(("cells", "nuclei"), split_per_image(snakemake.input.baseline, 2,
-                                                                    "input.baseline"), strict=True))
+    baseline_files = (dict(zip(targets, split_per_image(snakemake.input.baseline, len(targets),
+                                                        "input.baseline"), strict=True))
                       if snakemake.input.baseline else {})
     raw_files = split_per_image(snakemake.input.images, n, "input.images")
     ths = list(seg["evaluate"]["iou_thresholds"])
