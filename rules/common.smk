@@ -66,14 +66,20 @@ def image_row(wildcards):
 # people (results/{plate}/raw/...), and declaring every link as an output of the single ingest job
 # made DAG building quadratic in the number of files (Snakemake scans a rule's explicit output
 # list for each requested file): minutes for one 384-well plate.
+# (plate, image) -> files: plain dicts, since input functions of ~1,500 batch jobs x 9 images run
+# while Snakemake builds the DAG (a pandas .loc per image cost tens of seconds per 384-well plate).
+_RAW_FILES = dict(zip(zip(IMAGES["plate"], IMAGES["image"]), IMAGES["raw_files"]))
+_GT_FILES = dict(zip(zip(IMAGES["plate"], IMAGES["image"]), IMAGES["gt_files"]))
+
+
 def raw_files_of(plate, image):
     """The raw file(s) of one image, in channel order."""
-    return list(_BY_KEY.loc[(plate, image)]["raw_files"])
+    return list(_RAW_FILES[(plate, image)])
 
 
 def gt_files_of(plate, image):
     """The GT stain file(s) of one image, in channel order (empty list when it has none)."""
-    return list(_BY_KEY.loc[(plate, image)]["gt_files"])
+    return list(_GT_FILES[(plate, image)])
 
 
 def raw_files(wildcards):

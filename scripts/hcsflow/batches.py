@@ -15,12 +15,14 @@ files only turn layouts into rules (docs/ARCHITECTURE.md, "Batched jobs").
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
 IMAGE_ID = re.compile(r"^(?P<row>[A-Z]{1,2})-(?P<col>\d{2})-(?P<field>\d{2})$")
 BY = ("well", "row")
+# Any batch id (image-id prefix) of a grouping.
+BATCH_ID = {"well": r"[A-Z]{1,2}-\d{2}", "row": r"[A-Z]{1,2}"}
 # Layouts beyond this many get no profile entry (profiles/slurm generates names _2 .. _MAX).
 MAX_LAYOUTS = 32
 
@@ -38,6 +40,11 @@ class Layout:
     plates: tuple[str, ...]
     batches: tuple[str, ...]
     pairs: frozenset = frozenset()
+    # Only layouts that share a suffix with another layout need their plates and batches spelled
+    # out in the wildcard constraints; the others match any batch id (a shorter regex, which
+    # Snakemake tries against every file it looks up: 384 alternatives cost seconds per plate).
+    restrict: bool = True
+    by: str = "well"
 
     def rule_name(self, base: str) -> str:
         """``base`` for the first (most common) layout, ``base_2``, ``base_3`` ... after it."""
@@ -55,7 +62,10 @@ class Layout:
         ]
 
     def constraints(self) -> dict[str, str]:
-        """Wildcard constraints: only this layout's plates and batches (no rule ambiguity)."""
+        """Wildcard constraints: this layout's plates and batches where another layout has a
+        suffix in common (no rule ambiguity), else any plate and any batch id."""
+        if not self.restrict:
+            return {"plate": r"[^/]+", "batch": BATCH_ID[self.by]}
         return {"plate": _alternation(self.plates), "batch": _alternation(self.batches)}
 
     def targets(self, pattern: str, **fmt) -> list[str]:
@@ -114,7 +124,7 @@ def plan_batches(images: pd.DataFrame, size: int = 0, by: str = "well") -> pd.Da
     )
     df["key"] = keys
     df["layout"] = _number_layouts(df, ["key"])
-    if _ambiguous(layouts_of(df)):
+    if _ambiguous(layouts_of(df, by)):
         # Two layouts would claim the same file: key layouts by plate too (always unambiguous,
         # since within one plate a (batch, suffix) belongs to exactly one chunk).
         df["layout"] = _number_layouts(df, ["plate", "key"])
@@ -130,7 +140,7 @@ def _number_layouts(df: pd.DataFrame, key: list[str]) -> pd.Series:
     return merged["layout"].to_numpy()
 
 
-def layouts_of(plan: pd.DataFrame) -> list[Layout]:
+def layouts_of(plan: pd.DataFrame, by: str = "well") -> list[Layout]:
     """The layouts of a plan (index order)."""
     out = []
     for idx, grp in plan.groupby("layout", sort=True):
@@ -146,9 +156,13 @@ def layouts_of(plan: pd.DataFrame) -> list[Layout]:
                 plates=tuple(sorted({p for p, _ in pairs})),
                 batches=tuple(sorted({b for _, b in pairs})),
                 pairs=pairs,
+                by=by,
             )
         )
-    return out
+    return [
+        replace(lay, restrict=any(set(lay.suffixes) & set(o.suffixes) for o in out if o is not lay))
+        for lay in out
+    ]
 
 
 def _ambiguous(layouts: list[Layout]) -> bool:
@@ -165,7 +179,7 @@ def _ambiguous(layouts: list[Layout]) -> bool:
 
 def batch_layouts(images: pd.DataFrame, size: int = 0, by: str = "well") -> list[Layout]:
     """:func:`plan_batches` as layouts (what the rule files loop over)."""
-    layouts = layouts_of(plan_batches(images, size, by))
+    layouts = layouts_of(plan_batches(images, size, by), by)
     if len(layouts) > MAX_LAYOUTS:
         raise BatchPlanError(
             f"{len(layouts)} different batch layouts (more than {MAX_LAYOUTS}): the plates have "

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -70,10 +71,18 @@ def write_config(root: Path, batch_by: str = "well", batch_size: int = 0) -> Pat
     return path
 
 
+CPU: dict[str, float] = {}  # CPU seconds (user + sys) of each timed command
+
+
 def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, str]:
+    """Wall-clock seconds and output of ``cmd``; its CPU seconds go to CPU[cmd's last arg] (a
+    figure that a machine loaded by other jobs inflates much less than the wall clock)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU[" ".join(cmd[-3:])] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     out = proc.stdout + proc.stderr
     if proc.returncode:
         sys.exit(f"failed: {' '.join(cmd)}\n{out[-4000:]}")
@@ -122,9 +131,11 @@ def main() -> None:
     print(f"plate: {n_images} images ({args.rows} x {args.cols} wells x {args.fields} fields), "
           f"{n_images * len(CHANNELS)} empty files written in {t_files:.1f} s; "
           f"batch.by {args.batch_by}, batch.size {args.batch_size}")
-    print(f"parse the workflow (snakemake --list-rules):     {t_parse:6.1f} s")
-    print(f"plan the run, local (snakemake -n --cores 1):     {t_plain:6.1f} s")
-    print(f"plan the run (snakemake -n --profile slurm):     {t_plan:6.1f} s")
+    cpu = list(CPU.values())
+    print(f"parse the workflow (snakemake --list-rules):     {t_parse:6.1f} s  (CPU {cpu[0]:.1f} s)")
+    print(f"plan the run, local (snakemake -n --cores 1):     {t_plain:6.1f} s  (CPU {cpu[1]:.1f} s)")
+    print(f"plan the run (snakemake -n --profile slurm):     {t_plan:6.1f} s  (CPU {cpu[2]:.1f} s)")
+    print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
     print(f"jobs in the plan: {total}  ({', '.join(f'{k} {v}' for k, v in stats.items())})")
     print(f"cluster jobs: {len(groups) + len(singles)} = {len(groups)} group jobs "
           f"({', '.join(f'{g}: {n}' for g, n in per_group.items())}) holding {grouped_jobs} "

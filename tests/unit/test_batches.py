@@ -46,7 +46,8 @@ def test_regular_plate_by_well_is_one_layout_with_a_job_per_well():
         "results/{plate}/masks/cells/{batch}-02.tif",
         "results/{plate}/masks/cells/{batch}-03.tif",
     ]
-    assert lay.constraints() == {"plate": "P1", "batch": "A\\-01|A\\-02|B\\-01|B\\-02"}
+    # the only layout: any plate, any well id
+    assert lay.constraints() == {"plate": "[^/]+", "batch": "[A-Z]{1,2}-\\d{2}"}
     assert len(lay.targets("{plate}/{image}")) == 12
 
 
@@ -58,6 +59,7 @@ def test_by_row_and_size_chunks():
     layouts = batch_layouts(plate(), 2, "well")
     assert [lay.suffixes for lay in layouts] == [("-01", "-02"), ("-03",)]
     assert [lay.rule_name("crop_rois") for lay in layouts] == ["crop_rois", "crop_rois_2"]
+    assert not any(lay.restrict for lay in layouts)  # disjoint suffixes: no ambiguity
     # size 1: one job per image
     plan1 = plan_batches(plate(), 1, "well")
     assert len(plan1.groupby(["plate", "batch", "layout"])) == len(plan1) == 12
@@ -80,6 +82,8 @@ def test_irregular_well_gets_its_own_layout_without_ambiguity():
         (("-01", "-02", "-03"), ("A-01", "A-02")),
         (("-01", "-02"), ("B-01",)),
     ]
+    # suffixes in common: both rules spell out their batches
+    assert [lay.constraints()["batch"] for lay in layouts] == ["A\\-01|A\\-02", "B\\-01"]
     # no file matches both rules' output patterns
     patterns = [
         re.compile(
