@@ -8,8 +8,10 @@
 # config/schema/config.schema.yaml before any job: unknown keys, wrong types and missing keys stop
 # the run with a message naming the key; defaults are filled in.
 
+import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -23,6 +25,15 @@ if not workflow.overwrite_configfiles:
 
 
 validate(config, "config/schema/config.schema.yaml")
+
+# Cross-key checks (combinations the schema cannot see), still before any job: scripts/hcsflow/checks.py.
+sys.path.insert(0, str(Path(workflow.basedir, "scripts")))
+from hcsflow.checks import ConfigError, check_config
+
+try:
+    check_config(config)
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
 
 
 include: "rules/common.smk"
@@ -42,3 +53,5 @@ include: "rules/align.smk"
 include: "rules/crops.smk"
 include: "rules/features.smk"
 include: "rules/labels.smk"
+include: "rules/classify.smk"
+include: "rules/deep.smk"

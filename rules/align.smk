@@ -16,9 +16,9 @@ for _L in GT_BATCH_LAYOUTS:
         name:
             _L.rule_name("align_gt")
         input:
-            cells=batch_files(_L, raw_mask_of, "cells"),
-            nuclei=batch_files(_L, raw_mask_of, "nuclei"),
+            **batch_masks(_L, raw_mask_of),
             cp=batch_files(_L, raw_files_of),
+            validated=validated,
             images=f"{RESULTS}/images.tsv",
             gt=batch_files(_L, gt_files_of),
         output:

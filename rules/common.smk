@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from snakemake.exceptions import WorkflowError
 
 from hcsflow import batches as hcs_batches
+from hcsflow import checks as hcs_checks
 from hcsflow import demo as hcs_demo
 from hcsflow.ingest import IngestError, SourceSpec, build_table
 
@@ -112,6 +113,31 @@ def layout_files():
     return sorted(set(layout.values())) if isinstance(layout, dict) else [layout]
 
 
+def plate_layout(wildcards):
+    """The layout file of ``{plate}`` (empty list without a layout)."""
+    layout = config["images"].get("layout")
+    if isinstance(layout, dict):
+        layout = layout.get(wildcards.plate, layout.get("*"))
+    return [layout] if layout else []
+
+
+# Every job that reads raw images depends on its plate's content check (rule validate_images in
+# ingest.smk): a corrupt file or a wrong channel count stops the run before any of them starts.
+def validated(wildcards):
+    """The content check of ``{plate}``'s raw images."""
+    return f"{RESULTS}/{wildcards.plate}/validation.tsv"
+
+
+def validated_plates(table):
+    """The content checks of the plates in ``table`` (jobs reading images of several plates)."""
+    return [f"{RESULTS}/{p}/validation.tsv" for p in sorted(table["plate"].unique())]
+
+
+# The masks alignment, crops and features read (hcsflow.checks: a nuclei-only run never asks for
+# a cell mask, a cells-only run never for a nucleus mask).
+MASKS_USED = hcs_checks.analysis_masks_used(config)
+
+
 # Each stage .smk appends its final outputs; `rule all` collects them.
 ALL_TARGETS = [f"{RESULTS}/images.tsv"]
 
@@ -138,13 +164,21 @@ def analysis_mask_of(plate, image, compartment):
 
 
 def raw_masks(wildcards):
-    """The unaligned masks of {plate}/{image}: {'cells': path, 'nuclei': path}."""
-    return {c: raw_mask_of(wildcards.plate, wildcards.image, c) for c in ("cells", "nuclei")}
+    """The unaligned masks of {plate}/{image} that the run uses (MASKS_USED, see hcsflow.checks):
+    {'cells': path, 'nuclei': path}, or only one of them."""
+    return {c: raw_mask_of(wildcards.plate, wildcards.image, c) for c in MASKS_USED}
 
 
 def analysis_masks(wildcards):
     """Masks that cropping and features use: aligned + filtered where the image has GT."""
-    return {c: analysis_mask_of(wildcards.plate, wildcards.image, c) for c in ("cells", "nuclei")}
+    return {c: analysis_mask_of(wildcards.plate, wildcards.image, c) for c in MASKS_USED}
+
+
+def batch_masks(layout, mask_of):
+    """Input dict of a batched rule: ``{'cells': [...], 'nuclei': [...]}`` for the masks the run
+    uses (MASKS_USED), each the member images' masks in order (``mask_of``: raw_mask_of or
+    analysis_mask_of)."""
+    return {c: batch_files(layout, mask_of, c) for c in MASKS_USED}
 
 
 def plate_feature_tables(wildcards):
@@ -202,3 +236,52 @@ def batch_runtime(layout, per_image_min, base_min=5):
 
 def batch_log(rule_name):
     return f"{LOGS}/{rule_name}/{{plate}}/{{batch}}.log"
+# ---- classify (issue 10: rules/classify.smk) ----------------------------------------------------
+from hcsflow.trainset import ClassifyError, check_config as check_classify_config
+
+try:
+    check_classify_config(config)
+except ClassifyError as exc:
+    raise WorkflowError(str(exc)) from None
+
+CLASSIFY = config.get("classify", {})
+CLASSIFY_ENABLED = bool(CLASSIFY.get("enabled", False))
+CLASSIFY_DIR = f"{RESULTS}/classify"
+# Classical models (classify.models), trained by rule train_classifier.
+CLASSICAL_MODELS = list(CLASSIFY.get("models", {})) if CLASSIFY_ENABLED else []
+# EVERY model that writes results/classify/{model}/predictions.parquet. Rule evaluate_model
+# (metrics, votes, figures) takes any of them, and summarize_models covers all of them. The deep
+# stage appends its names (CLASSIFY_MODELS += list(deep models)) and constrains the {model}
+# wildcard of its own training rule to them, as train_classifier does for CLASSICAL_MODELS.
+CLASSIFY_MODELS = list(CLASSICAL_MODELS)
+# Plates whose units are in results/classify/units.parquet (one plate map per plate and model).
+CLASSIFY_PLATES = [
+    p for p in PLATES if p not in set(map(str, CLASSIFY.get("exclude_plates", [])))
+]
+
+
+def classify_model_regex(names):
+    """A {model} wildcard constraint matching exactly ``names`` (nothing when empty)."""
+    import re
+
+    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
+
+
+def classify_evaluation(model):
+    """The evaluation outputs of one model (rule evaluate_model)."""
+    d = f"{CLASSIFY_DIR}/{model}"
+    return [
+        f"{d}/{name}"
+        for name in ("metrics.tsv", "class_report.tsv", "confusion.png", "roc.png", "wells.parquet")
+    ] + [f"{d}/heatmap_{plate}.png" for plate in CLASSIFY_PLATES]
+
+
+def classify_summary_inputs(wildcards):
+    """Every model's metrics (and its other evaluation outputs, so `all` makes them too).
+
+    Evaluated when the DAG is built, so models appended to CLASSIFY_MODELS by later stage
+    files are included."""
+    return {
+        "metrics": [f"{CLASSIFY_DIR}/{m}/metrics.tsv" for m in CLASSIFY_MODELS],
+        "other": [f for m in CLASSIFY_MODELS for f in classify_evaluation(m)],
+    }

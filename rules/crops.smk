@@ -24,9 +24,9 @@ if _CROP_TYPES:
             name:
                 _L.rule_name("crop_rois")
             input:
-                cells=batch_files(_L, analysis_mask_of, "cells"),
-                nuclei=batch_files(_L, analysis_mask_of, "nuclei"),
+                **batch_masks(_L, analysis_mask_of),
                 image=batch_files(_L, raw_files_of),
+                validated=validated,
                 images=f"{RESULTS}/images.tsv",
             output:
                 # type-major: every image of the first crop type, then of the second, ...

@@ -13,9 +13,9 @@ for _L in BATCH_LAYOUTS:
         name:
             _L.rule_name("extract_features")
         input:
-            cells=batch_files(_L, analysis_mask_of, "cells"),
-            nuclei=batch_files(_L, analysis_mask_of, "nuclei"),
+            **batch_masks(_L, analysis_mask_of),
             image=batch_files(_L, raw_files_of),
+            validated=validated,
             images=f"{RESULTS}/images.tsv",
         output:
             tables=_L.outputs(_FEATURES),

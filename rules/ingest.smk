@@ -2,6 +2,7 @@
 
 localrules:
     ingest,
+    validate_images,
 
 
 if config["demo"]["enabled"]:
@@ -34,12 +35,49 @@ if config["demo"]["enabled"]:
             "../scripts/demo_plate.py"
 
 
+def _plate_table(wildcards):
+    """The image table rows of ``{plate}`` (what validate_images checks)."""
+    cols = ["plate", "image", "well", "raw_files", "gt_files"]
+    return IMAGES.loc[IMAGES["plate"] == wildcards.plate, cols].to_dict("records")
+
+
+def _plate_files(wildcards):
+    rows = _plate_table(wildcards)
+    return [f for r in rows for f in r["raw_files"]] + [f for r in rows for f in r["gt_files"]]
+
+
+rule validate_images:
+    """Check one plate's raw images (readable, channel counts, sizes, pixel type, layout) before
+    any job reads them; every per-image job depends on it."""
+    input:
+        images=_plate_files,
+        layout=plate_layout,
+    output:
+        f"{RESULTS}/{{plate}}/validation.tsv",
+    params:
+        table=_plate_table,
+        channels=config["images"]["channels"],
+        gt_channels=(config.get("gt") or {}).get("channels", []),
+        layout_sheet=config["images"]["layout_sheet"],
+    log:
+        f"{LOGS}/validate_images/{{plate}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/ingest.yaml"
+    script:
+        "../scripts/validate_images.py"
+
+
 rule ingest:
     """Parse raw file names into results/images.tsv and canonical links; raw files stay untouched."""
     input:
         raw=[f for files in IMAGES["raw_files"] for f in files],
         gt=[f for files in IMAGES["gt_files"] for f in files],
         layout=layout_files(),
+        validated=[f"{RESULTS}/{plate}/validation.tsv" for plate in PLATES],
     output:
         table=f"{RESULTS}/images.tsv",
         # one folder of canonical links per plate (and per plate with GT); see raw_files()

@@ -97,19 +97,26 @@ if SEG_TRAIN["cellpose"]["enabled"] or SEG_TRAIN["stardist"]["enabled"]:
     if SEG_SPLIT is None:
         raise WorkflowError("segmentation.train.*.enabled needs segmentation.train.masks (a path template)")
 
+# Targets with a training rule: each needs only its own true masks (StarDist alone: nuclei only).
+SEG_TRAIN_TARGETS = [
+    t for t, tool in (("cells", "cellpose"), ("nuclei", "stardist")) if SEG_TRAIN[tool]["enabled"]
+]
+
 if SEG_TRAINING:
 
     rule prepare_seg_training:
         """Training arrays (same input recipe as segmentation) and the train/valid/test split."""
         input:
             images=[f for files in _seg_images(["train", "valid"])["raw_files"] for f in files],
-            masks=_seg_truth_files(_seg_images(["train", "valid"]), "cells")
-            + _seg_truth_files(_seg_images(["train", "valid"]), "nuclei"),
+            masks=[
+                f for t in SEG_TRAIN_TARGETS for f in _seg_truth_files(_seg_images(["train", "valid"]), t)
+            ],
+            validated=validated_plates(_seg_images(["train", "valid"])),
         output:
-            cells=f"{RESULTS}/segmentation/training/cells.npz",
-            nuclei=f"{RESULTS}/segmentation/training/nuclei.npz",
+            **{t: f"{RESULTS}/segmentation/training/{t}.npz" for t in SEG_TRAIN_TARGETS},
             split=f"{RESULTS}/segmentation/training/split.tsv",
         params:
+            targets=SEG_TRAIN_TARGETS,
             table=_seg_images(["train", "valid", "test"]).to_dict("records"),
             seg=_seg_subset("min_contrast", "threshold", "cells", "nuclei", train_masks=True),
             channels=config["images"]["channels"],
@@ -219,6 +226,7 @@ if SEG["nuclei"]["method"] != "none":
                 _L.rule_name("segment_nuclei")
             input:
                 images=batch_files(_L, raw_files_of),
+                validated=validated,
                 model=_seg_model_input("nuclei"),
             output:
                 masks=_L.outputs(_SEG_MASK, target="nuclei"),
@@ -260,6 +268,7 @@ if SEG["cells"]["method"] != "none":
                 _L.rule_name("segment_cells")
             input:
                 images=batch_files(_L, raw_files_of),
+                validated=validated,
                 model=_seg_model_input("cells"),
                 nuclei=batch_files(_L, seg_mask_of, "nuclei") if _SEG_CELLS_SEEDS else [],
             output:
@@ -337,6 +346,7 @@ if SEG_EVAL["enabled"] and SEG_TARGETS:
                     _L.rule_name("segment_baseline")
                 input:
                     images=batch_files(_L, raw_files_of),
+                    validated=validated,
                 output:
                     cells=_L.outputs(_SEG_BASE, target="cells"),
                     nuclei=_L.outputs(_SEG_BASE, target="nuclei"),
@@ -367,8 +377,10 @@ if SEG_EVAL["enabled"] and SEG_TARGETS:
                 for b in per_image(f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.{t}.tif", SEG_EVAL_IMAGES)
             ]
             if SEG_BASELINE else [],
-            truth=sorted(set(_seg_truth_files(SEG_EVAL_IMAGES, "cells") + _seg_truth_files(SEG_EVAL_IMAGES, "nuclei"))),
+            # only the evaluated targets' true masks (nuclei-only runs need no true cell masks)
+            truth=sorted(set(f for t in SEG_TARGETS for f in _seg_truth_files(SEG_EVAL_IMAGES, t))),
             images=[f for files in SEG_EVAL_IMAGES["raw_files"] for f in files],
+            validated=validated_plates(SEG_EVAL_IMAGES),
         output:
             per_image=f"{RESULTS}/segmentation/eval/per_image.tsv",
             summary=f"{RESULTS}/segmentation/eval/summary.tsv",

@@ -8,11 +8,12 @@ from hcsflow.alignment import (
     check_gt,
     check_masks,
     qc_figure,
+    read_masks,
 )
 from hcsflow.features import image_features, image_metadata
 from hcsflow.ingest import read_image_table
-from hcsflow.io import read_image, read_labels, save_figure, write_labels, write_table, write_tiff
-from hcsflow.batches import split_per_image
+from hcsflow.io import read_image, save_figure, write_labels, write_table, write_tiff
+from hcsflow.batches import optional_per_image, split_per_image
 from hcsflow.runner import for_each_image, rule_logging
 
 with rule_logging(snakemake) as log:
@@ -21,8 +22,9 @@ with rule_logging(snakemake) as log:
     n = len(names)
     cp_files = split_per_image(inp.cp, n, "input.cp")
     gt_files = split_per_image(inp.gt, n, "input.gt")
-    cell_files = split_per_image(inp.cells, n, "input.cells")
-    nucleus_files = split_per_image(inp.nuclei, n, "input.nuclei")
+    # a run may have only cell or only nucleus masks (hcsflow.checks); both outputs are written
+    cell_files = optional_per_image(inp, "cells", n)
+    nucleus_files = optional_per_image(inp, "nuclei", n)
     image_table = read_image_table(inp.images)
     cfg = par.alignment
     cp_idx = channel_indices(par.channels, cfg["cp_channels"], "alignment.cp_channels") or [0]
@@ -34,9 +36,10 @@ with rule_logging(snakemake) as log:
         cp = read_image(cp_paths, project_z=par.project_z)
         gt = read_image(gt_paths, project_z=par.project_z)
         check_gt(cp.shape, cp_paths, gt.shape, gt_paths, list(par.gt_channels))
-        cells_path, nuclei_path = cell_files[i][0], nucleus_files[i][0]
-        cells, nuclei = read_labels(cells_path), read_labels(nuclei_path)
-        check_masks(cp.shape[1:], cp_paths, cells=(cells, cells_path), nuclei=(nuclei, nuclei_path))
+        cells_path, nuclei_path = cell_files[i], nucleus_files[i]
+        cells, nuclei = read_masks(cells_path, nuclei_path)
+        check_masks(cp.shape[1:], cp_paths, cells=(cells, cells_path or nuclei_path),
+                    nuclei=(nuclei, nuclei_path or cells_path))
         result = align_gt_to_cp(
             cp, gt, cells, nuclei,
             cp_channels=cp_idx, gt_channels=gt_idx,

@@ -3,7 +3,7 @@ per image and configured crop type. Output lists are type-major: ``out.crops[t *
 type ``params.crop_types[t]`` of image ``params.images[i]``."""
 
 from hcsflow.alignment import read_field
-from hcsflow.batches import split_per_image
+from hcsflow.batches import optional_per_image, split_per_image
 from hcsflow.crops import crop_rois, save_crops
 from hcsflow.features import image_metadata
 from hcsflow.ingest import read_image_table
@@ -15,13 +15,14 @@ with rule_logging(snakemake) as log:
     names = list(par.images)
     n = len(names)
     image_files = split_per_image(inp.image, n, "input.image")
-    cells_files = split_per_image(inp.cells, n, "input.cells")
-    nuclei_files = split_per_image(inp.nuclei, n, "input.nuclei")
+    # a run may have only cell or only nucleus masks (hcsflow.checks): None for the missing ones
+    cells_files = optional_per_image(inp, "cells", n)
+    nuclei_files = optional_per_image(inp, "nuclei", n)
     image_table = read_image_table(inp.images)
 
     def one(i, name):
         meta = image_metadata(image_table, snakemake.wildcards.plate, name)
-        image, cells, nuclei, pairing = read_field(image_files[i], cells_files[i][0], nuclei_files[i][0],
+        image, cells, nuclei, pairing = read_field(image_files[i], cells_files[i], nuclei_files[i],
                                                    par.channels, par.project_z, par.min_nucleus_overlap)
         done = []
         for t, crop_type in enumerate(par.crop_types):

@@ -2,7 +2,7 @@
 (one table per image, ``output.tables[i]`` for ``params.images[i]``)."""
 
 from hcsflow.alignment import read_field
-from hcsflow.batches import split_per_image
+from hcsflow.batches import optional_per_image, split_per_image
 from hcsflow.features import image_features, image_metadata
 from hcsflow.ingest import read_image_table
 from hcsflow.io import write_table
@@ -13,14 +13,15 @@ with rule_logging(snakemake) as log:
     names = list(par.images)
     n = len(names)
     image_files = split_per_image(inp.image, n, "input.image")
-    cells_files = split_per_image(inp.cells, n, "input.cells")
-    nuclei_files = split_per_image(inp.nuclei, n, "input.nuclei")
+    # a run may have only cell or only nucleus masks (hcsflow.checks): None for the missing ones
+    cells_files = optional_per_image(inp, "cells", n)
+    nuclei_files = optional_per_image(inp, "nuclei", n)
     image_table = read_image_table(inp.images)
     cfg = par.features
 
     def one(i, name):
         meta = image_metadata(image_table, snakemake.wildcards.plate, name)
-        image, cells, nuclei, pairing = read_field(image_files[i], cells_files[i][0], nuclei_files[i][0],
+        image, cells, nuclei, pairing = read_field(image_files[i], cells_files[i], nuclei_files[i],
                                                    par.channels, par.project_z, par.min_nucleus_overlap)
         texture = dict(cfg["texture"])
         table = image_features(

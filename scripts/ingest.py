@@ -9,7 +9,7 @@ from hcsflow.ingest import (
     serialise,
 )
 from hcsflow.io import write_table
-from hcsflow.layout import layout_for_plates
+from hcsflow.layout import attach_extra_sheets, layout_for_plates
 from hcsflow.runner import rule_logging
 
 with rule_logging(snakemake) as log:
@@ -29,6 +29,8 @@ with rule_logging(snakemake) as log:
     names = {p: (layout_cfg.get(p, layout_cfg.get("*")) if isinstance(layout_cfg, dict) else layout_cfg)
              for p in plates}
     table = attach_layout(table, layouts, names)
+    # extra layout sheets (treatment, concentration, ATP...): one column each (issue 10)
+    table = attach_extra_sheets(table, layout_cfg, cfg["images"].get("layout_sheets_extra", []))
     for col_files, col_links in (("raw_files", "links"), ("gt_files", "gt_links")):
         for files, links in zip(table[col_files], table[col_links], strict=True):
             make_links(files, links)

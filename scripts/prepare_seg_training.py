@@ -34,11 +34,14 @@ with rule_logging(snakemake) as log:
     template = seg["train"]["masks"]
     cells_spec = spec_from_config(seg, "cells", channels)
     nuc_spec = spec_from_config(seg, "nuclei", channels)
-    out = {"cells": {}, "nuclei": {}}
+    targets = list(snakemake.params.targets)  # only the trained targets' true masks are read
+    specs = {"cells": cells_spec, "nuclei": nuc_spec}
+    out = {t: {} for t in targets}
     used = table[table["split"].isin(["train", "valid"])].reset_index(drop=True)
     for i, row in used.iterrows():
         image = io.read_image(list(row["raw_files"]), project_z=snakemake.params.project_z)
-        for target, spec in (("cells", cells_spec), ("nuclei", nuc_spec)):
+        for target in targets:
+            spec = specs[target]
             y = read_truth(template, row["plate"], row["image"], target, image.shape[1:])
             if target == "cells":
                 x = prepare_cells_input(image, spec.cyto_idx, spec.nuclear_idx, spec.pmin, spec.pmax, spec.median_size)
@@ -47,7 +50,7 @@ with rule_logging(snakemake) as log:
             out[target][f"x_{i}"] = x.astype(np.float32)
             out[target][f"y_{i}"] = y.astype(np.int32)
     ids = np.array([f"{p}/{im}" for p, im in zip(used["plate"], used["image"], strict=True)])
-    for target in ("cells", "nuclei"):
+    for target in targets:
         with io.atomic_path(snakemake.output[target]) as tmp:
             np.savez(tmp, ids=ids, split=used["split"].to_numpy(dtype=str), **out[target])
     io.write_table(table[["plate", "image", "well", "split"]], snakemake.output.split)

@@ -528,15 +528,34 @@ def check_masks(image_shape, image_paths, **masks) -> None:
             )
 
 
+def read_masks(cells_path, nuclei_path):
+    """Read the cell and nucleus masks of a field; either path may be None (a run without them).
+
+    Without cell masks each nucleus stands for its cell (``cells`` is the nucleus mask); without
+    nucleus masks ``nuclei`` is all zeros (cells without nucleus). Returns ``(cells, nuclei)``.
+    """
+    from hcsflow.io import read_labels
+
+    if cells_path is None and nuclei_path is None:
+        raise ValueError("neither a cell nor a nucleus mask was given; set alignment.masks or "
+                         "segmentation.cells/nuclei.method")
+    nuclei = read_labels(nuclei_path) if nuclei_path is not None else None
+    cells = read_labels(cells_path) if cells_path is not None else nuclei.copy()
+    if nuclei is None:
+        nuclei = np.zeros_like(cells)
+    return cells, nuclei
+
+
 def read_field(image_paths, cells_path, nuclei_path, channels, project_z="max",
                min_nucleus_overlap=0.5):
     """Read one field and its masks for cropping / measuring: checks, then pairs the nuclei.
 
     Returns ``(image, cells, nuclei, pairing)``: the ``(C, Y, X)`` image, the cell labels, the
     nuclei renumbered to their cell's id (:func:`pair_nuclei_to_cells`) and the pairing summary.
+    ``cells_path`` or ``nuclei_path`` may be None (see :func:`read_masks`).
     Raises a ValueError naming the file when the channel count or a mask's size is wrong.
     """
-    from hcsflow.io import read_image, read_labels
+    from hcsflow.io import read_image
 
     image_paths = list(image_paths)
     image = read_image(image_paths, project_z=project_z)
@@ -545,8 +564,9 @@ def read_field(image_paths, cells_path, nuclei_path, channels, project_z="max",
             f"{image_paths}: {image.shape[0]} channel(s) but images.channels lists "
             f"{len(channels)}; fix images.channels"
         )
-    cells, nuclei = read_labels(cells_path), read_labels(nuclei_path)
-    check_masks(image.shape[1:], image_paths, cells=(cells, cells_path), nuclei=(nuclei, nuclei_path))
+    cells, nuclei = read_masks(cells_path, nuclei_path)
+    check_masks(image.shape[1:], image_paths, cells=(cells, cells_path or nuclei_path),
+                nuclei=(nuclei, nuclei_path or cells_path))
     # Masks from separate segmentations: nucleus i must be the nucleus of cell i.
     nuclei, pairing = pair_nuclei_to_cells(cells, nuclei, min_overlap=min_nucleus_overlap)
     return image, cells, nuclei, pairing

@@ -190,7 +190,7 @@ def batch_layouts(images: pd.DataFrame, size: int = 0, by: str = "well") -> list
 
 def split_per_image(paths, n_images: int, what: str) -> list[list[str]]:
     """Cut a batch job's flat input list into ``n_images`` equal per-image lists (in order)."""
-    paths = [str(p) for p in paths]
+    paths = [paths] if isinstance(paths, str) else [str(p) for p in paths]
     if n_images <= 0 or len(paths) % n_images:
         raise BatchPlanError(
             f"{what}: {len(paths)} file(s) cannot be split evenly over {n_images} image(s); "
@@ -198,3 +198,14 @@ def split_per_image(paths, n_images: int, what: str) -> list[list[str]]:
         )
     k = len(paths) // n_images
     return [paths[i * k : (i + 1) * k] for i in range(n_images)]
+
+
+def optional_per_image(inputs, name: str, n_images: int) -> list:
+    """Per-image single paths of input ``name`` of a batch job, or ``None`` for every image when
+    the rule has no such input (e.g. no cell masks in a nuclei-only run, hcsflow.checks)."""
+    paths = getattr(inputs, name, None)
+    if paths is None:
+        return [None] * n_images
+    if isinstance(paths, str):
+        paths = [paths]
+    return [files[0] for files in split_per_image(paths, n_images, f"input.{name}")]

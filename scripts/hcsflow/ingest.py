@@ -7,6 +7,14 @@ path, files are grouped into images (one file per image, or one per channel), an
 
 Named groups of the pattern: ``plate``, ``row`` (letters, or a number: 2 -> B), ``col``,
 ``field``, optional ``channel``; ``well`` (``B03``) may stand for ``row`` + ``col``.
+
+Named-files mode (``naming: filename``), for folders that are not plates (``1 AC.jpg``,
+``sample_03.png``): each image is identified by its file name (the ``name`` group, else its path
+relative to ``raw_dir``), and gets a synthetic id in a pseudo-plate (``plate`` group, the
+``plate`` key, else ``images``) in sorted name order: well ``A01``, ``A02``, ... (24 wells per
+row), field 1. The ids fit the canonical ``{row}-{col:02d}-{field:02d}`` wildcard, so every stage
+works unchanged; the name is kept in the table's ``filename`` column. Ids depend only on the set
+of names (adding a file renumbers the ones sorted after it): use ``filename`` as the key.
 """
 
 from __future__ import annotations
@@ -27,8 +35,10 @@ log = logging.getLogger("hcsflow.ingest")
 
 TABLE_COLUMNS = [
     "plate", "image", "row", "col", "well", "field", "condition", "n_channels", "channels",
-    "raw_files", "links", "gt_files", "gt_links",
+    "raw_files", "links", "gt_files", "gt_links", "filename",
 ]
+NAMED_PLATE = "images"  # pseudo-plate of the named-files mode without a plate name
+NAMED_COLS = 24  # pseudo-wells per row in the named-files mode
 FILE_TYPE_SUFFIXES = {
     "tiff": {".tif", ".tiff"}, "nd2": {".nd2"}, "png": {".png"}, "jpg": {".jpg", ".jpeg"},
     "auto": SUPPORTED_SUFFIXES,
@@ -51,12 +61,18 @@ class SourceSpec:
     on_unmatched: str = "error"
     plate: str | None = None  # plate name when the pattern has no plate group
     what: str = "images"  # config section name, used in messages
+    naming: str = "position"  # or "filename": images identified by file name (pseudo-plate)
     extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, section: dict, what: str) -> SourceSpec:
-        keys = ("raw_dir", "pattern", "channels", "channel_ids", "file_type", "on_unmatched", "plate")
+        keys = ("raw_dir", "pattern", "channels", "channel_ids", "file_type", "on_unmatched", "plate",
+                "naming")
         return cls(**{k: section[k] for k in keys if k in section}, what=what)
+
+    @property
+    def named(self) -> bool:
+        return self.naming == "filename"
 
     @property
     def regex(self) -> re.Pattern:
@@ -65,6 +81,14 @@ class SourceSpec:
         except re.error as exc:
             raise IngestError(f"{self.what}.pattern is not a valid regex: {exc}") from exc
         groups = set(rx.groupindex)
+        if self.named:
+            if "channel" in groups and "name" not in groups:
+                raise IngestError(
+                    f"{self.what}.pattern has a channel group but no name group: with one file per "
+                    f"channel, write e.g. (?P<name>.+)_ch(?P<channel>\\d)\\.tif so the channel "
+                    f"files of one image share a name"
+                )
+            return rx
         missing = [g for g in ("plate", "field") if g not in groups and not (g == "plate" and self.plate)]
         if not ({"row", "col"} <= groups or "well" in groups):
             missing.append("row+col (or well)")
@@ -127,7 +151,35 @@ def list_files(raw_dir: str | Path) -> list[str]:
     return sorted(out)
 
 
+def named_image_ids(names: list[str]) -> dict[str, tuple[str, int, int]]:
+    """Synthetic (row, col, field) of each name, in sorted name order: A01, A02, ..., A24, B01, ..."""
+    out = {}
+    for k, name in enumerate(sorted(set(names))):
+        r, c = divmod(k, NAMED_COLS)
+        if r >= 26 * 27:
+            raise IngestError(
+                f"more than {26 * 27 * NAMED_COLS} images in one pseudo-plate; split the folder "
+                f"into sub-folders and add a plate group to the pattern, e.g. (?P<plate>[^/]+)/..."
+            )
+        out[name] = (row_letter(str(r + 1)), c + 1, 1)
+    return out
+
+
+def _parse_named(spec: SourceSpec, rel: str) -> dict | None:
+    m = spec.regex.fullmatch(rel)
+    if m is None:
+        return None
+    g = m.groupdict()
+    name = g.get("name") or rel
+    out = dict(plate=g.get("plate") or spec.plate or NAMED_PLATE, filename=name)
+    if g.get("channel") is not None:
+        out["channel_id"] = g["channel"]
+    return out
+
+
 def _parse(spec: SourceSpec, rel: str) -> dict | None:
+    if spec.named:
+        return _parse_named(spec, rel)
     m = spec.regex.fullmatch(rel)
     if m is None:
         return None
@@ -187,6 +239,16 @@ def scan(spec: SourceSpec, listing: Iterable[str] | None = None) -> pd.DataFrame
             f"check the pattern against a file name (it must match the whole path relative to raw_dir)"
         )
     df = pd.DataFrame(parsed)
+    if spec.named:
+        ids = {p: named_image_ids(list(g["filename"])) for p, g in df.groupby("plate")}
+        pos = [ids[p][n] for p, n in zip(df["plate"], df["filename"], strict=True)]
+        df["row"] = [r for r, _, _ in pos]
+        df["col"] = [c for _, c, _ in pos]
+        df["field"] = [f for _, _, f in pos]
+        df["well"] = [f"{r}{c:02d}" for r, c, _ in pos]
+        df["image"] = [image_id(r, c, f) for r, c, f in pos]
+    else:
+        df["filename"] = ""
     keys = ["plate", "image"]
     rows = []
     if spec.per_channel:
@@ -215,7 +277,8 @@ def scan(spec: SourceSpec, listing: Iterable[str] | None = None) -> pd.DataFrame
                 )
             first = grp.iloc[0]
             rows.append(dict(plate=plate, image=image, row=first.row, col=first.col,
-                             well=first.well, field=first.field, files=list(slots)))
+                             well=first.well, field=first.field, files=list(slots),
+                             filename=first.filename))
     else:
         for (plate, image), grp in df.groupby(keys, sort=True):
             if len(grp) > 1:
@@ -225,7 +288,8 @@ def scan(spec: SourceSpec, listing: Iterable[str] | None = None) -> pd.DataFrame
                 )
             first = grp.iloc[0]
             rows.append(dict(plate=plate, image=image, row=first.row, col=first.col,
-                             well=first.well, field=first.field, files=[first.path]))
+                             well=first.well, field=first.field, files=[first.path],
+                             filename=first.filename))
     table = pd.DataFrame(rows)
     return table.sort_values(["plate", "row", "col", "field"], key=_row_sort_key).reset_index(drop=True)
 
@@ -381,7 +445,10 @@ def serialise(table: pd.DataFrame) -> pd.DataFrame:
 
 def read_image_table(path: str | Path) -> pd.DataFrame:
     """Read ``results/images.tsv`` back, splitting list columns."""
-    table = pd.read_csv(path, sep="\t", keep_default_na=False, dtype={"condition": str})
+    table = pd.read_csv(path, sep="\t", keep_default_na=False,
+                        dtype={"condition": str, "filename": str})
+    if "filename" not in table:
+        table["filename"] = ""
     for col in ("channels", "raw_files", "links", "gt_files", "gt_links"):
         table[col] = table[col].map(lambda v: [x for x in str(v).split(";") if x])
     return table

@@ -30,7 +30,7 @@ def normalise_well(well: str) -> str:
     return f"{m.group(1).upper()}{int(m.group(2)):02d}"
 
 
-def _plate_map_to_long(sheet: pd.DataFrame) -> pd.DataFrame:
+def _plate_map_to_long(sheet: pd.DataFrame, as_text: bool = True) -> pd.DataFrame:
     rows = []
     for row_label, series in sheet.iterrows():
         row = str(row_label).strip().upper()
@@ -43,7 +43,8 @@ def _plate_map_to_long(sheet: pd.DataFrame) -> pd.DataFrame:
                 continue
             if pd.isna(value) or str(value).strip() == "":
                 continue
-            rows.append({"well": f"{row}{col:02d}", "condition": str(value).strip()})
+            value = str(value).strip() if as_text or isinstance(value, str) else value
+            rows.append({"well": f"{row}{col:02d}", "condition": value})
     return pd.DataFrame(rows, columns=["well", "condition"])
 
 
@@ -101,3 +102,64 @@ def layout_for_plates(layout_cfg, plates, sheet: str = "Culture") -> dict[str, p
             cache[path] = read_layout(path, sheet)
         out[plate] = cache[path]
     return out
+
+
+# ---- extra layout sheets (images.layout_sheets_extra: Treatment, Concentration, ATP, ...) ----------
+def sheet_column(sheet: str) -> str:
+    """The image-table column of an extra sheet: its name, non-word characters -> ``_``."""
+    return re.sub(r"\W+", "_", str(sheet).strip()).strip("_")
+
+
+def read_sheet_values(path: str | Path, sheet: str) -> pd.DataFrame:
+    """One extra layout sheet as columns ``well`` and ``value`` (numbers stay numbers).
+
+    Same shapes as the condition sheet: a plate map, or a long table with ``well`` and a column
+    named ``value``, ``condition`` or like the sheet.
+    """
+    path = Path(path)
+    sheets = pd.ExcelFile(path, engine="openpyxl").sheet_names if path.exists() else []
+    if sheet not in sheets:
+        raise LayoutError(
+            f"layout file {path} has no sheet {sheet!r} (sheets: {', '.join(sheets) or 'none'}); "
+            f"add the sheet to the file or remove it from images.layout_sheets_extra"
+        )
+    raw = pd.read_excel(path, sheet_name=sheet, index_col=None, header=0, engine="openpyxl")
+    lower = {str(c).strip().lower(): c for c in raw.columns}
+    value_col = next((lower[k] for k in ("value", sheet.strip().lower(), "condition") if k in lower), None)
+    if "well" in lower and value_col is not None:
+        table = raw[[lower["well"], value_col]].dropna()
+        table.columns = ["well", "value"]
+        table["well"] = table["well"].map(normalise_well)
+    else:
+        table = _plate_map_to_long(raw.set_index(raw.columns[0]), as_text=False)
+        table = table.rename(columns={"condition": "value"})
+    dups = table["well"][table["well"].duplicated()].unique()
+    if len(dups):
+        raise LayoutError(f"layout file {path}, sheet {sheet!r}: wells listed twice: {', '.join(dups)}")
+    return table.reset_index(drop=True)
+
+
+def attach_extra_sheets(table: pd.DataFrame, layout_cfg, sheets) -> pd.DataFrame:
+    """Add one column per extra sheet (:func:`sheet_column`) to the image table; a well missing
+    from a sheet gets an empty value. A sheet missing from a layout file is an error."""
+    sheets = list(sheets or [])
+    if not sheets:
+        return table
+    if layout_cfg is None:
+        raise LayoutError("images.layout_sheets_extra is set but images.layout names no layout file; "
+                          "set images.layout")
+    table = table.copy()
+    for sheet in sheets:
+        col = sheet_column(sheet)
+        if not col or col in table.columns:
+            raise LayoutError(f"images.layout_sheets_extra: sheet {sheet!r} gives column {col!r}, "
+                              f"which the image table already has (or is empty); rename the sheet")
+        values = []
+        cache: dict = {}
+        for plate, well in zip(table["plate"], table["well"], strict=True):
+            path = layout_cfg.get(plate, layout_cfg.get("*")) if isinstance(layout_cfg, dict) else layout_cfg
+            if path not in cache:
+                cache[path] = read_sheet_values(path, sheet).set_index("well")["value"]
+            values.append(cache[path].get(well, None))
+        table[col] = values
+    return table

@@ -1,9 +1,11 @@
 """Benchmark (not a test): seconds and peak memory of cropping and feature extraction.
 
 One synthetic 2048 x 2048, 4-channel uint16 field with ~500 cells (each with a nucleus), the size
-of the nucleocentric work's images. Every stage runs in the same process, one after another;
-peak memory is the stage's largest traced allocation (``tracemalloc``: numpy arrays included)
-above what was allocated before it, plus the process' max RSS at the end.
+of the nucleocentric work's images. Every stage runs in the same process, one after another, twice:
+once plainly for the seconds, once under ``tracemalloc`` for the peak memory (the stage's largest
+traced allocation above what was allocated before it; numpy arrays included), because tracing
+slows numpy-heavy code 2.5-5x. Plus the process' max RSS at the end. ``bench_features.py``
+compares features with the nucleocentric scripts and cp-measure.
 
     python tests/bench/bench_crops_features.py [--size 2048] [--cells 500] [--out FILE.json]
 """
@@ -61,13 +63,14 @@ def synthetic_field(size: int = 2048, n_cells: int = 500, seed: int = 0):
 
 
 def measure(fn, *args, **kwargs):
-    """Run ``fn``; return (result, seconds, peak traced MiB above the start)."""
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    base = tracemalloc.get_traced_memory()[0]
+    """Run ``fn`` twice: (result, seconds of a plain run, peak traced MiB of a traced run)."""
     t0 = time.perf_counter()
     result = fn(*args, **kwargs)
     seconds = time.perf_counter() - t0
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    fn(*args, **kwargs)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return result, seconds, (peak - base) / 2**20

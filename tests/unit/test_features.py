@@ -186,3 +186,32 @@ def test_image_metadata_from_the_image_table():
     assert image_metadata(table, "P1", "C-03-02")["Metadata_Condition"] is None
     with pytest.raises(ValueError, match="not .once. in the image table"):
         image_metadata(table, "P2", "B-02-01")
+
+
+def test_vectorised_table_equals_the_per_object_building_blocks():
+    """Many touching objects, 2 channels: every cell's intensity and texture columns equal
+    intensity_stats / glcm_features(quantize(...)) on that object's own pixels."""
+    rng = np.random.default_rng(11)
+    cells = np.zeros((80, 90), np.uint16)
+    for lbl, (cy, cx, r) in enumerate([(20, 20, 12), (20, 42, 11), (55, 30, 15), (50, 70, 9),
+                                       (75, 85, 6)], start=1):
+        cells[disk((cy, cx), r, shape=cells.shape)] = lbl  # 1 and 2 touch; 5 is cut by the edge
+    nuclei = np.where(rng.random(cells.shape) < 0.3, cells, 0).astype(np.uint16)
+    img = rng.integers(0, 4000, (2, *cells.shape)).astype(np.uint16)
+    texture = {"distances": [1, 3], "angles": [0, 45, 90, 135], "levels": 16}
+    t = image_features(img, cells, nuclei, ["A", "B"], texture=texture).set_index("Metadata_ObjectNumber")
+    for lbl in range(1, 6):
+        m = cells == lbl
+        rows, cols = np.nonzero(m)
+        sl = np.s_[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        stats = intensity_stats(img[:, m])
+        for ci, ch in enumerate(["A", "B"]):
+            got = [t.loc[lbl, f"Cells_{ch}_Intensity_{f}"] for f in INTENSITY_FEATURES]
+            np.testing.assert_allclose(got, stats[ci], rtol=1e-12)
+            q = np.zeros(m[sl].shape, np.uint16)
+            q[m[sl]] = quantize(img[ci][sl][m[sl]], 16)
+            ref = glcm_features(q, m[sl], distances=[1, 3], angles=np.deg2rad(texture["angles"]),
+                                levels=16)
+            for di, d in enumerate([1, 3]):
+                got = [t.loc[lbl, f"Cells_{ch}_Texture_{n}_d{d}"] for n in TEXTURE_FEATURES.values()]
+                np.testing.assert_allclose(got, ref[di], rtol=1e-10, atol=1e-12)

@@ -1,0 +1,371 @@
+"""Inputs of the deep models: crops or whole fields, channel selection, normalisation, batches.
+
+Everything a model sees goes through one path, in training and in prediction:
+
+1. ``raw``: a NumPy array ``(M, C, H, W)`` of the selected channels (uint16 crops as they are in
+   the ``.npz`` files: preloaded once, ~2 bytes per pixel; fields padded and resized once);
+2. :class:`Normaliser` (fitted on the training split only): per channel percentile clip to [0, 1]
+   (nucleocentric: 0.1-99.9), histogram equalisation (CellDeathPred; a per-channel CDF from
+   training pixels), mean/std, or none. A channel that is zero everywhere stays zero (the
+   nucleocentric CNN divided by the max, got NaN and dropped the sample silently);
+3. :func:`pad_to_square` (centred, aspect-preserving; height and width not swapped) and a resize
+   to ``image_size``;
+4. :func:`augment_batch` in training only (flips, rot90, per-channel brightness N(0, 0.1) and
+   contrast U[0.75, 1.25] each with p = 0.5, the nucleocentric settings), from a seeded
+   generator; evaluation batches are never augmented (CellDeathPred augmented at test time).
+
+Units are matched to crops by ``Metadata_Plate``/``Metadata_Image``/``Metadata_ObjectNumber``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+LOG = logging.getLogger("hcsflow.deep")
+
+CROP_TYPES = ("cell", "nucleus", "nucleocentric", "bbox")
+INPUTS = CROP_TYPES + ("field",)
+NORMALISATIONS = ("percentile", "equalize", "meanstd", "none")
+CROP_KEYS = ["Metadata_Plate", "Metadata_Image", "Metadata_ObjectNumber"]
+FIELD_KEYS = ["Metadata_Plate", "Metadata_Image"]
+
+
+class DeepInputError(ValueError):
+    """Bad configuration or input of a deep model; the message names the key/file and the fix."""
+
+
+# ---- channels, shapes ------------------------------------------------------------------------
+def channel_indices(available, wanted, where: str = "the images") -> list[int]:
+    """Indices of the ``wanted`` channel names in ``available`` (all channels when ``wanted`` is
+    empty/None)."""
+    available = [str(c) for c in available]
+    if not wanted:
+        return list(range(len(available)))
+    unknown = [c for c in wanted if str(c) not in available]
+    if unknown:
+        raise DeepInputError(
+            f"channel(s) {unknown} are not in {where} (channels: {available}); "
+            f"fix deep.models.<model>.channels"
+        )
+    return [available.index(str(c)) for c in wanted]
+
+
+def pad_to_square(x, value: float = 0.0):
+    """Zero-pad the last two axes (H, W) of a tensor/array to a centred square of max(H, W)."""
+    h, w = x.shape[-2], x.shape[-1]
+    s = max(h, w)
+    top, left = (s - h) // 2, (s - w) // 2
+    if h == w:
+        return x
+    if isinstance(x, np.ndarray):
+        pad = [(0, 0)] * (x.ndim - 2) + [(top, s - h - top), (left, s - w - left)]
+        return np.pad(x, pad, constant_values=value)
+    import torch.nn.functional as F
+
+    return F.pad(x, (left, s - w - left, top, s - h - top), value=value)
+
+
+def resize_batch(x, size: int):
+    """``(B, C, H, W)`` float tensor -> square ``(B, C, size, size)`` (padded first, bilinear,
+    antialiased when shrinking)."""
+    import torch.nn.functional as F
+
+    x = pad_to_square(x)
+    if x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=x.shape[-1] > size)
+
+
+# ---- normalisation ---------------------------------------------------------------------------
+@dataclass
+class Normaliser:
+    """Per-channel normalisation with values fitted on training images (saved in model.json)."""
+
+    method: str = "percentile"
+    low: float = 0.1
+    high: float = 99.9
+    values: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.method not in NORMALISATIONS:
+            raise DeepInputError(
+                f"normalisation {self.method!r} is unknown; choose one of {', '.join(NORMALISATIONS)}"
+            )
+
+    def fit(self, raw: np.ndarray, index=None, max_samples: int = 2000, seed: int = 0) -> "Normaliser":
+        """Fit on ``raw[index]`` (the training split; at most ``max_samples`` images, seeded)."""
+        idx = np.arange(len(raw)) if index is None else np.asarray(index)
+        if len(idx) == 0:
+            raise DeepInputError("cannot fit the normalisation: no training images")
+        if len(idx) > max_samples:
+            idx = np.sort(np.random.default_rng(seed).choice(idx, max_samples, replace=False))
+        pix = np.moveaxis(raw[idx].astype(np.float64), 1, 0).reshape(raw.shape[1], -1)
+        if self.method == "percentile":
+            lo = np.percentile(pix, self.low, axis=1)
+            hi = np.percentile(pix, self.high, axis=1)
+            self.values = {"low": lo.tolist(), "high": hi.tolist()}
+        elif self.method == "meanstd":
+            self.values = {"mean": pix.mean(axis=1).tolist(), "std": pix.std(axis=1).tolist()}
+        elif self.method == "equalize":
+            q = np.linspace(0, 100, 257)
+            self.values = {"quantiles": np.percentile(pix, q, axis=1).T.tolist()}
+        return self
+
+    def apply(self, x):
+        """Normalise a float tensor ``(B, C, H, W)``; finite for constant or all-zero channels."""
+        import torch
+
+        if self.method == "none":
+            return x
+        if not self.values:
+            raise RuntimeError("Normaliser.apply before fit")
+        dev = x.device
+        if self.method == "percentile":
+            lo = torch.tensor(self.values["low"], dtype=x.dtype, device=dev).view(1, -1, 1, 1)
+            hi = torch.tensor(self.values["high"], dtype=x.dtype, device=dev).view(1, -1, 1, 1)
+            return ((x - lo) / (hi - lo).clamp_min(1e-6)).clamp_(0.0, 1.0)
+        if self.method == "meanstd":
+            m = torch.tensor(self.values["mean"], dtype=x.dtype, device=dev).view(1, -1, 1, 1)
+            s = torch.tensor(self.values["std"], dtype=x.dtype, device=dev).view(1, -1, 1, 1)
+            return (x - m) / s.clamp_min(1e-6)
+        # equalize: piecewise-linear CDF of the training pixels, per channel
+        out = torch.empty_like(x)
+        levels = torch.linspace(0, 1, 257, dtype=x.dtype, device=dev)
+        for c, qs in enumerate(self.values["quantiles"]):
+            q = torch.tensor(qs, dtype=x.dtype, device=dev)
+            q = q + torch.arange(len(q), dtype=x.dtype, device=dev) * 1e-6  # strictly increasing
+            v = x[:, c].contiguous()
+            j = torch.searchsorted(q, v).clamp(1, len(q) - 1)
+            q0, q1 = q[j - 1], q[j]
+            t = ((v - q0) / (q1 - q0)).clamp(0, 1)
+            out[:, c] = (levels[j - 1] + t * (levels[j] - levels[j - 1])).clamp(0, 1)
+        return out
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "low": self.low, "high": self.high, "values": self.values}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Normaliser":
+        return cls(method=d.get("method", "percentile"), low=d.get("low", 0.1),
+                   high=d.get("high", 99.9), values=d.get("values", {}))
+
+
+# ---- augmentation ----------------------------------------------------------------------------
+DEFAULT_AUGMENT = {"flips": True, "rot90": True, "brightness": 0.1, "contrast": [0.75, 1.25], "p": 0.5}
+
+
+def augment_batch(x, gen, cfg: dict | None = None):
+    """Random flips / rot90 / per-channel brightness and contrast of a square batch, drawn from
+    the ``torch.Generator`` ``gen`` (so a seed gives the same augmentations)."""
+    import torch
+
+    cfg = {**DEFAULT_AUGMENT, **(cfg or {})}
+    b, c = x.shape[:2]
+    p = float(cfg["p"])
+    if cfg["flips"]:
+        f = torch.rand(b, generator=gen) < 0.5
+        x = torch.where(f.view(-1, 1, 1, 1).to(x.device), x.flip(-1), x)
+        f = torch.rand(b, generator=gen) < 0.5
+        x = torch.where(f.view(-1, 1, 1, 1).to(x.device), x.flip(-2), x)
+    if cfg["rot90"] and x.shape[-1] == x.shape[-2]:
+        k = torch.randint(0, 4, (b,), generator=gen).to(x.device)
+        out = x.clone()
+        for r in (1, 2, 3):
+            sel = k == r
+            if sel.any():
+                out[sel] = torch.rot90(x[sel], r, dims=(-2, -1))
+        x = out
+    if cfg["brightness"]:
+        on = (torch.rand(b, c, generator=gen) < p).float()
+        shift = torch.randn(b, c, generator=gen) * float(cfg["brightness"]) * on
+        x = x + shift.view(b, c, 1, 1).to(x.device)
+    if cfg["contrast"]:
+        lo, hi = cfg["contrast"]
+        on = torch.rand(b, c, generator=gen) < p
+        fac = torch.where(on, lo + (hi - lo) * torch.rand(b, c, generator=gen), torch.ones(b, c))
+        x = x * fac.view(b, c, 1, 1).to(x.device)
+    return x
+
+
+@dataclass
+class Transform:
+    """raw array rows -> model input: normalise, pad to square, resize, (augment)."""
+
+    normaliser: Normaliser
+    image_size: int
+
+    def __call__(self, raw: np.ndarray, index, device=None, gen=None, augment: dict | None = None):
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(raw[np.asarray(index)], dtype=np.float32))
+        if device is not None:
+            x = x.to(device)
+        x = self.normaliser.apply(x)
+        x = resize_batch(x, self.image_size)
+        if augment is not None:
+            x = augment_batch(x, gen, augment)
+        return x
+
+
+# ---- crops -----------------------------------------------------------------------------------
+def index_path(npz: str | Path) -> Path:
+    npz = Path(npz)
+    return npz.with_name(npz.name[: -len(".npz")] + ".index.parquet")
+
+
+def load_unit_crops(units: pd.DataFrame, npz_paths, channels=None, log=None):
+    """Preload the crops of ``units`` into one array.
+
+    ``npz_paths``: the crop files of one crop type (their ``.index.parquet`` beside them).
+    Returns ``(raw (N, C, P, P), kept units (N rows, in the order of raw), channel names)``.
+    Units without a crop (e.g. dropped at the image border) are left out and counted in the log.
+    """
+    log = log or LOG
+    want = units[CROP_KEYS].astype({"Metadata_Plate": str, "Metadata_Image": str})
+    by_image = {k: g for k, g in want.reset_index().groupby(["Metadata_Plate", "Metadata_Image"])}
+    parts, rows, names = [], [], None
+    for npz in npz_paths:
+        idx_tab = pd.read_parquet(index_path(npz))
+        if idx_tab.empty:
+            continue
+        key = (str(idx_tab["Metadata_Plate"].iloc[0]), str(idx_tab["Metadata_Image"].iloc[0]))
+        if key not in by_image:
+            continue
+        with np.load(npz) as z:
+            file_channels = [str(c) for c in z["channels"]]
+            if names is None:
+                sel = channel_indices(file_channels, channels, where=str(npz))
+                names = [file_channels[i] for i in sel]
+            elif [file_channels[i] for i in sel] != names:
+                raise DeepInputError(f"{npz}: channels {file_channels} differ from other crop files")
+            crops = z["crops"]
+        m = by_image[key].merge(idx_tab[["Metadata_ObjectNumber", "crop_row"]], on="Metadata_ObjectNumber")
+        if m.empty:
+            continue
+        parts.append(crops[m["crop_row"].to_numpy()][:, sel])
+        rows.append(m["index"].to_numpy())
+    if not parts:
+        raise DeepInputError(
+            "no crop matches a unit (Metadata_Plate/Metadata_Image/Metadata_ObjectNumber): were the "
+            "crops made from the same masks as results/labels.parquet?"
+        )
+    order = np.concatenate(rows)
+    raw = np.concatenate(parts)
+    if raw.dtype not in (np.uint8, np.uint16):
+        raw = raw.astype(np.float32)
+    missing = len(units) - len(order)
+    if missing:
+        log.warning("%d of %d units have no crop (dropped at the border?) and are left out",
+                    missing, len(units))
+    kept = units.loc[order].reset_index(drop=True)
+    return raw, kept, names
+
+
+# ---- whole fields ----------------------------------------------------------------------------
+def field_units(units: pd.DataFrame, log=None) -> pd.DataFrame:
+    """Field units from a units table: as they are (unit: field), or collapsed from cell units
+    (a field whose cells share one class; mixed fields, e.g. co-culture, are left out)."""
+    log = log or LOG
+    if "Metadata_ObjectNumber" not in units.columns:
+        return units.reset_index(drop=True)
+    keys = ["Metadata_Plate", "Metadata_Image"]
+    n_cls = units.groupby(keys)["class"].nunique()
+    pure = n_cls[n_cls == 1].index
+    fields = units.set_index(keys).loc[pure].reset_index()
+    agg = {c: "first" for c in fields.columns if c not in keys + ["Metadata_ObjectNumber", "sampled"]}
+    agg["sampled"] = "max"
+    out = fields.groupby(keys, sort=True).agg(agg).reset_index()
+    log.info("%d fields from %d cell units (%d mixed fields left out)", len(out), len(units),
+             int((n_cls > 1).sum()))
+    return out
+
+
+def tile_boxes(h: int, w: int, n_tiles: int, tile: int) -> list[tuple[int, int]]:
+    """Top-left corners of ``n_tiles`` tiles of ``tile`` px: centre, then the four corners
+    (CellDeathPred's five crops), then a regular grid for more."""
+    tile = min(tile, h, w)
+    cy, cx = (h - tile) // 2, (w - tile) // 2
+    boxes = [(cy, cx), (0, 0), (0, w - tile), (h - tile, 0), (h - tile, w - tile)]
+    if n_tiles > 5:
+        g = int(np.ceil(np.sqrt(n_tiles)))
+        ys = np.linspace(0, h - tile, g).astype(int)
+        xs = np.linspace(0, w - tile, g).astype(int)
+        boxes += [(y, x) for y in ys for x in xs]
+    return boxes[:n_tiles]
+
+
+def load_fields(units: pd.DataFrame, files: dict, channels_all, channels=None, image_size: int = 128,
+                mode: str = "resize", n_tiles: int = 5, tile_size: int | None = None,
+                read=None, log=None):
+    """Whole fields of ``units`` (one row per field): ``files[(plate, image)]`` = its raw files.
+
+    ``mode='resize'``: the field padded to a square and resized to ``image_size``; ``'tiles'``:
+    ``n_tiles`` crops of ``tile_size`` px resized to ``image_size``, one sample each (their
+    outputs are averaged per field). Returns ``(raw float32 (M, C, S, S), sample_unit (M,),
+    channel names)``.
+    """
+    import torch
+
+    from hcsflow.io import read_image
+
+    read = read or read_image
+    sel = channel_indices(channels_all, channels, where="images.channels")
+    names = [str(channels_all[i]) for i in sel]
+    out, owner = [], []
+    for i, row in enumerate(units.itertuples(index=False)):
+        key = (str(row.Metadata_Plate), str(row.Metadata_Image))
+        if key not in files:
+            raise DeepInputError(f"no raw files for field {key} in results/images.tsv")
+        img = np.asarray(read(files[key]))[sel].astype(np.float32)
+        if mode == "tiles":
+            t = tile_size or min(img.shape[-2:]) // 2
+            pieces = [img[:, y:y + t, x:x + t] for y, x in tile_boxes(*img.shape[-2:], n_tiles, t)]
+        else:
+            pieces = [img]
+        for p in pieces:
+            x = resize_batch(torch.from_numpy(np.ascontiguousarray(p))[None], image_size)[0]
+            out.append(x.numpy())
+            owner.append(i)
+    return np.stack(out).astype(np.float32), np.asarray(owner, dtype=np.int64), names
+
+
+def load_model_inputs(cfg: dict, units: pd.DataFrame, npz_paths=(), images: pd.DataFrame | None = None,
+                      channels_all=None, log=None):
+    """The images of ``units`` for the model ``cfg``: ``(raw, units, sample_unit, channel names)``.
+
+    Crop input: ``npz_paths`` are the crop files of ``cfg['input']`` (units must be cells).
+    Field input: ``images`` is ``results/images.tsv`` (``plate``, ``image``, ``raw_files``).
+    """
+    log = log or LOG
+    inp = cfg.get("input", "nucleocentric")
+    if inp not in INPUTS:
+        raise DeepInputError(f"input {inp!r} is unknown; choose a crop type ({', '.join(CROP_TYPES)}) or field")
+    if inp == "field":
+        fields = field_units(units, log)
+        files = {}
+        for row in images.itertuples(index=False):
+            rf = row.raw_files
+            rf = rf.split(";") if isinstance(rf, str) else list(rf)
+            files[(str(row.plate), str(row.image))] = rf
+        f = cfg.get("field", {}) or {}
+        raw, owner, names = load_fields(fields, files, channels_all, cfg.get("channels"),
+                                        int(cfg.get("image_size", 128)), f.get("mode", "resize"),
+                                        int(f.get("n_tiles", 5)), f.get("tile_size"), log=log)
+        log.info("loaded %d samples of %d fields, %s px, channels %s", len(raw), len(fields),
+                 raw.shape[-1], names)
+        return raw, fields, owner, names
+    if "Metadata_ObjectNumber" not in units.columns:
+        raise DeepInputError(
+            f"input {inp!r} (crops) needs cell units, but results/classify/units.parquet has fields "
+            f"(classify.unit: field); use input: field or classify.unit: cell"
+        )
+    raw, kept, names = load_unit_crops(units, npz_paths, cfg.get("channels"), log=log)
+    log.info("preloaded %d %s crops %s (%s, %.1f MB), channels %s", len(raw), inp, raw.shape[1:],
+             raw.dtype, raw.nbytes / 1e6, names)
+    return raw, kept, np.arange(len(kept)), names

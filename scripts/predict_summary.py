@@ -1,0 +1,32 @@
+"""Rule predict_summary: the run's prediction tables (predictions.parquet, results.csv,
+image_summary.csv), the well calls and one plate heatmap per predicted plate."""
+
+import pandas as pd
+
+from hcsflow.io import save_figure, write_table
+from hcsflow.predict import load_model_info, split_cell_table, image_summary
+from hcsflow.runner import rule_logging
+from hcsflow.voting import plate_heatmap, vote_wells
+
+with rule_logging(snakemake) as log:
+    inp, out, par = snakemake.input, snakemake.output, snakemake.params
+    info = load_model_info(inp.model)
+    classes = info["classes"]
+    tables = [pd.read_parquet(p) for p in inp.cells]
+    cells = pd.concat(tables, ignore_index=True)
+    predictions, results = split_cell_table(cells, classes)
+    summary = image_summary(results, classes, float(par.threshold))
+    wells = vote_wells(predictions, min_units=int(par.min_units))
+    log.info("%d images, %d segmented cells, %d predicted, %d wells", len(summary), len(results),
+             len(predictions), len(wells))
+    called = wells.dropna(subset=["true_class"])
+    if len(called):
+        log.info("wells with a known class: %d of %d called right",
+                 int((called["majority_class"] == called["true_class"]).sum()), len(called))
+    write_table(predictions, out.predictions)
+    write_table(results, out.results)
+    write_table(summary, out.summary)
+    write_table(wells, out.wells)
+    for plate, path in zip(par.plates, out.heatmaps, strict=True):
+        save_figure(plate_heatmap(wells, plate, classes,
+                                  title=f"{info['name']} on {plate}: majority vote per well"), path)

@@ -1,0 +1,39 @@
+"""Rule train_deep: train one deep model (deep.models.<model>) on the units' crops or fields;
+write model.pt (best epoch) + model.json, the predictions contract, history and curves."""
+
+import json
+
+from hcsflow.io import atomic_path, read_table, save_figure, write_table
+from hcsflow.runner import limit_threads, rule_logging, torch_device
+
+with rule_logging(snakemake) as log:
+    limit_threads(snakemake.threads)
+    import torch
+
+    from hcsflow.deep.data import load_model_inputs
+    from hcsflow.deep.models import check_architecture
+    from hcsflow.deep.train import fit_from_units, history_figure, remove_checkpoints
+
+    name, cfg, out = snakemake.wildcards.model, dict(snakemake.params.model), snakemake.output
+    check_architecture(cfg["architecture"], cfg.get("image_size"))  # before any data is read
+    units = read_table(snakemake.input.units)
+    classes = list(snakemake.params.classes or sorted(units["class"].astype(str).unique()))
+    images = read_table(snakemake.input.images) if cfg.get("input") == "field" else None
+    raw, units, sample_unit, channels = load_model_inputs(
+        cfg, units, list(snakemake.input.crops), images, snakemake.params.channels, log)
+    device = torch_device(logger=log)
+    result = fit_from_units(units, classes, cfg, raw, sample_unit, channels, name=name, device=device,
+                            checkpoint_dir=snakemake.params.checkpoints, log=log)
+    with atomic_path(out.weights) as tmp:
+        torch.save(result["state"], tmp)
+    with atomic_path(out.spec) as tmp:
+        tmp.write_text(json.dumps(result["spec"], indent=1))
+    write_table(result["predictions"], out.predictions)
+    write_table(result["history"], out.history)
+    save_figure(history_figure(result["history"], f"{name} ({cfg['architecture']}, {cfg.get('input')})"),
+                out.curves)
+    remove_checkpoints(snakemake.params.checkpoints)
+    test = result["predictions"][result["predictions"]["split"] == "test"]
+    if len(test):
+        log.info("test accuracy (units) %.3f on %d units",
+                 float((test["pred_class"] == test["true_class"]).mean()), len(test))

@@ -1,0 +1,219 @@
+"""Prediction on new plates: model.json checks, batching, results.csv, per-image counts, boxes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hcsflow import predict as P
+
+CLASSES = ["apoptosis", "pyroptosis", "other"]
+
+
+def _meta(n, image="B-03-01", start=1):
+    return pd.DataFrame({
+        "Metadata_Plate": "Plate02", "Metadata_Well": "B03", "Metadata_Site": 1,
+        "Metadata_Image": image, "Metadata_ObjectNumber": np.arange(start, start + n),
+        "Metadata_Condition": "apoptosis",
+    })
+
+
+def _sklearn_model(tmp_path, channels=("DAPI", "FITC"), features=("Cells_DAPI_Mean", "Cells_FITC_Mean")):
+    """A model.json + model.joblib saved by issue 10's hcsflow.classical: a logistic regression
+    on two feature columns, three well-separated classes."""
+    from hcsflow import classical
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(m, 0.3, (30, 2)) for m in ([0, 0], [3, 0], [0, 3])])
+    train = pd.DataFrame(x, columns=list(features)).assign(**{"class": np.repeat(CLASSES, 30)})
+    bundle = classical.train_model(train, list(features), CLASSES, estimator="LogisticRegression",
+                                   preprocessing={"feature_select": [], "normalize": "none"})
+    info = classical.model_info(bundle, name="lr", unit="cell")
+    assert info["channels"] == list(channels)
+    d = tmp_path / "lr"
+    d.mkdir()
+    classical.save_model(bundle, info, d / "model.joblib", d / "model.json")
+    return d / "model.json"
+
+
+# ---- model.json and compatibility --------------------------------------------------------------
+def test_model_json_is_checked_and_the_weights_must_be_beside_it(tmp_path):
+    path = _sklearn_model(tmp_path)
+    info = P.load_model_info(path)
+    assert info["classes"] == CLASSES and info["dir"] == str(path.parent)
+    (path.parent / "model.joblib").unlink()
+    with pytest.raises(P.ModelFileError, match="model.joblib is missing"):
+        P.load_model_info(path)
+    with pytest.raises(P.ModelFileError, match="does not exist"):
+        P.load_model_info(tmp_path / "nope" / "model.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"kind": "torch", "name": "x", "classes": CLASSES}))
+    with pytest.raises(P.ModelFileError, match=r"lacks \['channels', 'input'\]"):
+        P.load_model_info(bad)
+
+
+def test_missing_channels_crop_type_and_features_are_all_named():
+    info = {"name": "vit", "kind": "torch", "channels": ["DAPI", "FITC", "Cy5"], "input": "bbox",
+            "classes": CLASSES, "json": "x/model.json"}
+    with pytest.raises(P.ModelMismatch) as err:
+        P.check_compatible(info, ["DAPI", "FITC"], crop_types=["cell"])
+    msg = str(err.value)
+    assert "channel(s) ['Cy5']" in msg and "crop type 'bbox'" in msg and "add 'bbox' to crops.types" in msg
+    P.check_compatible(info, ["Cy5", "FITC", "DAPI", "Cy3"], crop_types=["bbox"])  # order free
+    sk = {"name": "rf", "kind": "sklearn", "channels": ["DAPI"], "classes": CLASSES,
+          "features": ["Cells_DAPI_Mean", "Nuclei_DAPI_Std"]}
+    with pytest.raises(P.ModelMismatch, match=r"1 feature column\(s\): Nuclei_DAPI_Std"):
+        P.check_compatible(sk, ["DAPI"], feature_columns=["Cells_DAPI_Mean", "Metadata_Well"])
+
+
+def test_a_model_name_or_a_path_and_the_training_plates_rule(tmp_path):
+    path = _sklearn_model(tmp_path)
+    models = P.resolve_models(["rf", str(path)], {"rf": "sklearn"})
+    assert [(m["name"], m["kind"], m["external"]) for m in models] == [
+        ("rf", "sklearn", False), ("lr", "sklearn", True)]
+    assert models[0]["json"] == "results/classify/rf/model.json"
+    with pytest.raises(P.ModelFileError, match="neither a model of this run"):
+        P.resolve_models("svm", {"rf": "sklearn"})
+    with pytest.raises(ValueError, match="add them to classify.exclude_plates"):
+        P.check_predict_plates(["Plate02"], ["Plate01", "Plate02"], models=models[:1], excluded=[])
+    assert P.check_predict_plates(["Plate02"], ["Plate01", "Plate02"], models=models[:1],
+                                  excluded=["Plate02"]) == ["Plate02"]
+    # another run's model needs no exclusion: it never saw this run's plates
+    assert P.check_predict_plates(["Plate01"], ["Plate01"], models=models[1:]) == ["Plate01"]
+    with pytest.raises(ValueError, match=r"\['Plate09'\] are not plates"):
+        P.check_predict_plates(["Plate09"], ["Plate01"])
+    cfg = {"classify": {"enabled": True, "models": {"rf": {}}}, "deep": {"enabled": False, "models": {"vit": {}}}}
+    assert P.run_model_kinds(cfg) == {"rf": "sklearn"}
+
+
+# ---- batching ------------------------------------------------------------------------------------
+def test_cells_go_through_in_batches_never_all_at_once():
+    seen = []
+
+    def recorder(batch, meta):
+        seen.append(len(batch))
+        proba = np.tile([0.7, 0.2, 0.1], (len(batch), 1))
+        return P.predictions_frame(meta, proba, CLASSES)
+
+    crops = np.zeros((1000, 2, 8, 8), np.uint16)
+    pred = P.predict_batches(recorder, crops, _meta(1000), batch_size=64)
+    assert max(seen) == 64 and sum(seen) == 1000 and len(seen) == 16
+    assert len(pred) == 1000 and (pred["pred_class"] == "apoptosis").all()
+    assert pred["Metadata_ObjectNumber"].tolist() == list(range(1, 1001))
+
+
+def test_sklearn_predictor_on_feature_rows(tmp_path):
+    info = P.load_model_info(_sklearn_model(tmp_path))
+    feats = pd.DataFrame({"Cells_DAPI_Mean": [0.0, 3.0, 0.0], "Cells_FITC_Mean": [0.0, 0.0, 3.0]})
+    pred = P.predict_batches(P.sklearn_predictor(info), feats, _meta(3), batch_size=2)
+    assert pred["pred_class"].tolist() == CLASSES
+    probs = pred[[f"Prob_{c}" for c in CLASSES]].to_numpy()
+    assert np.allclose(probs.sum(axis=1), 1) and np.allclose(pred["confidence"], probs.max(axis=1))
+
+
+def test_channels_are_picked_by_name_in_the_models_order():
+    crops = np.arange(3)[None, :, None, None] * np.ones((2, 3, 4, 4), int)
+    out = P.select_channels(crops, ["DAPI", "FITC", "Cy5"], ["Cy5", "DAPI"])
+    assert out[:, 0].max() == 2 and out[:, 1].max() == 0
+    assert P.select_channels(crops, ["A", "B", "C"], ["A", "B", "C"]) is crops
+
+
+# ---- results.csv and the per-image summary -----------------------------------------------------------
+def _cells_mask():
+    cells = np.zeros((40, 60), np.uint16)
+    cells[5:10, 10:20] = 1     # rows 5-9, cols 10-19
+    cells[20:30, 30:35] = 2
+    cells[32:38, 50:58] = 3    # not predicted (e.g. no crop)
+    return cells
+
+
+def test_results_have_one_row_per_segmented_cell_with_its_box():
+    boxes = P.cell_boxes(_cells_mask(), padding=0)
+    assert boxes.to_dict("records")[0] == {"cell_id": 1, "x1": 10, "y1": 5, "x2": 19, "y2": 9}
+    padded = P.cell_boxes(_cells_mask(), padding=5).set_index("cell_id")
+    assert padded.loc[1].tolist() == [5, 0, 24, 14] and padded.loc[3].tolist() == [45, 27, 59, 39]  # clipped
+    proba = np.array([[0.1, 0.8, 0.1], [0.5, 0.3, 0.2]])
+    pred = P.predictions_frame(_meta(2), proba, CLASSES)
+    res = P.results_rows(pred, boxes, CLASSES, plate="Plate02", image="B-03-01", filename="f.tiff")
+    assert list(res.columns) == P.RESULTS_COLUMNS
+    assert res["cell_id"].tolist() == [1, 2, 3]
+    assert res["pred_class"].tolist() == [1, 0, -1]
+    assert res["class_name"].tolist() == ["pyroptosis", "apoptosis", ""]
+    assert res["confidence"].iloc[:2].tolist() == [0.8, 0.5] and np.isnan(res["confidence"].iloc[2])
+
+
+def test_per_image_totals_counts_and_ratios():
+    res = pd.DataFrame({
+        "plate": "P", "image": ["a"] * 5 + ["b"] * 2, "filename": ["a.tif"] * 5 + ["b.tif"] * 2,
+        "cell_id": range(7), "x1": 0, "y1": 0, "x2": 1, "y2": 1,
+        "pred_class": [0, 0, 1, 2, -1, 1, 1],
+        "class_name": ["apoptosis", "apoptosis", "pyroptosis", "other", "", "pyroptosis", "pyroptosis"],
+        "confidence": [0.9, 0.4, 0.8, 0.6, np.nan, 0.3, 0.99]})
+    s = P.image_summary(res, CLASSES, threshold=0.5).set_index("image")
+    assert s.loc["a", ["total_cells", "n_predicted", "n_below_threshold"]].tolist() == [5, 4, 1]
+    assert s.loc["a", ["Count_apoptosis", "Count_pyroptosis", "Count_other"]].tolist() == [2, 1, 1]
+    assert s.loc["a", ["Ratio_apoptosis", "Ratio_pyroptosis", "Ratio_other"]].tolist() == [0.5, 0.25, 0.25]
+    assert s.loc["b", ["Count_pyroptosis", "Ratio_pyroptosis", "Ratio_apoptosis"]].tolist() == [2, 1.0, 0.0]
+
+
+def test_true_class_only_for_monoculture_conditions_of_a_model_class():
+    cond = pd.Series(["astro", "coculture", None, "SHSY5Y", "mix"])
+    got = P.condition_classes(cond, ["astro", "neuron"], {"astro": ["astro"], "neuron": ["SHSY5Y", "mix"]})
+    assert got.tolist() == ["astro", None, None, "neuron", "neuron"]
+    assert P.condition_classes(cond, ["astro"], None).tolist() == ["astro", None, None, None, None]
+
+
+# ---- the boxed image -----------------------------------------------------------------------------
+def test_boxes_are_drawn_at_their_coordinates_in_their_class_colour():
+    grey = np.full((40, 60), 50, np.uint8)
+    res = pd.DataFrame({"x1": [10, 30, 45], "y1": [5, 20, 27], "x2": [19, 34, 58], "y2": [9, 29, 38],
+                        "pred_class": [0, 1, 2], "class_name": CLASSES, "confidence": [0.9, 0.95, 0.3]})
+    colours = P.class_colours(CLASSES, {"other": "#0000ff"})
+    assert colours == {"apoptosis": (0, 255, 0), "pyroptosis": (255, 0, 0), "other": (0, 0, 255)}
+    rgb = P.draw_boxes(grey, res, colours, threshold=0.5)
+    green = np.all(rgb == (0, 255, 0), axis=2)
+    expected = np.zeros_like(green)
+    expected[5, 10:20] = expected[9, 10:20] = expected[5:10, 10] = expected[5:10, 19] = True
+    assert np.array_equal(green, expected)  # exactly the outline of box 1
+    red = np.all(rgb == (255, 0, 0), axis=2)
+    assert red[20, 30:35].all() and red[20:30, 34].all() and not red[21:29, 31:34].any()
+    # the low-confidence box is grey and dashed, not blue
+    assert not np.all(rgb == (0, 0, 255), axis=2).any()
+    grey_px = np.all(rgb == P.UNCERTAIN_COLOUR, axis=2)
+    assert grey_px[27, 45:49].all() and not grey_px[27, 49:53].any()
+    omitted = P.draw_boxes(grey, res, colours, threshold=0.5, below_threshold="omit")
+    assert not np.all(omitted == P.UNCERTAIN_COLOUR, axis=2).any()
+    assert (omitted[28:38, 46:58] == 50).all()
+
+
+def test_composite_stretches_each_channel():
+    img = np.zeros((2, 10, 10), np.uint16)
+    img[0, :, 5:] = 1000
+    img[1] = 7  # flat channel adds nothing
+    out = P.composite(img, [0], (0, 100))
+    assert out.dtype == np.uint8 and out[:, :5].max() == 0 and out[:, 5:].min() == 255
+    assert P.composite(img, None, (0, 100))[:, 5:].min() == 128  # mean of stretched channel and 0
+
+
+def test_image_outputs_and_split_tables(tmp_path):
+    info = {"name": "m", "classes": CLASSES}
+    cells = _cells_mask()
+    pred = P.predictions_frame(_meta(2), np.array([[0.1, 0.8, 0.1], [0.5, 0.3, 0.2]]), CLASSES)
+    image = np.random.default_rng(0).integers(0, 1000, (2, 40, 60)).astype(np.uint16)
+    meta = {"Metadata_Plate": "Plate02", "Metadata_Well": "B03", "Metadata_Site": 1,
+            "Metadata_Image": "B-03-01", "Metadata_Condition": "apoptosis"}
+    table, rgb = P.image_outputs(pred, info, image, cells, ["DAPI", "FITC"], {"box_padding": 0},
+                                 None, plate="Plate02", image_name="B-03-01",
+                                 filename="/x/r02c03f01-ch1.tiff", metadata=meta)
+    assert rgb.shape == (40 + 24, 60, 3)
+    assert table["filename"].unique().tolist() == ["r02c03f01-ch1.tiff"]
+    assert table["Metadata_Well"].tolist() == ["B03"] * 3  # also the unpredicted cell
+    predictions, results = P.split_cell_table(table, CLASSES)
+    assert len(results) == 3 and len(predictions) == 2
+    assert predictions["pred_class"].tolist() == ["pyroptosis", "apoptosis"]
+    assert predictions["true_class"].tolist() == ["apoptosis", "apoptosis"]
+    assert (predictions["split"] == "predict").all()
+    assert list(predictions.columns[-5:]) == ["pred_class", "confidence", *[f"Prob_{c}" for c in CLASSES]]
