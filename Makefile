@@ -8,7 +8,7 @@ CORES ?= 2
 # Quiet TensorFlow's start-up chatter in every job and test.
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: venv demo test test-fast test-slurm bench lint dryrun lock clean help
+.PHONY: venv demo test test-fast test-slurm bench lint format install-profile dryrun lock clean help
 
 help:
 	@echo "make demo        set up .venv, then run the whole workflow on the synthetic demo plate"
@@ -16,7 +16,9 @@ help:
 	@echo "make test-slurm  run the workflow through a real one-node SLURM on this machine (root)"
 	@echo "make bench       benchmarks (seconds, peak memory) -> benchmarks/"
 	@echo "make dryrun      snakemake -n on the default (demo) config"
-	@echo "make lint        ruff"
+	@echo "make lint        ruff, snakemake --lint, snakefmt --check and black --check (FORMAT_* files)"
+	@echo "make format      snakefmt + black on the FORMAT_* files"
+	@echo "make install-profile  link profiles/slurm to ~/.config/snakemake/slurm (snakemake --profile slurm)"
 
 venv: $(STAMP)
 
@@ -57,8 +59,34 @@ test-slurm: venv
 bench: venv
 	$(BIN)/python tests/bench/run_benchmarks.py
 
+# The formatters' gate: the files listed here are checked by `make lint` (and formatted by
+# `make format`). A file joins the list once it has been formatted; see docs/ARCHITECTURE.md,
+# "Lint gates" (black is the Python formatter: snakefmt formats the Python inside .smk files with
+# black, so one style engine and one line length, [tool.black] in pyproject.toml, cover both).
+FORMAT_SMK := Snakefile rules/common.smk rules/ingest.smk rules/segment.smk rules/align.smk \
+	rules/crops.smk rules/features.smk rules/labels.smk
+FORMAT_PY := scripts/hcsflow/checks.py scripts/hcsflow/validate.py scripts/hcsflow/runner.py \
+	scripts/hcsflow/profile_install.py scripts/hcsflow/ingest.py scripts/hcsflow/io.py \
+	scripts/validate_images.py tests/unit/test_checks.py tests/unit/test_profile_install.py \
+	tests/workflow/test_subsets_workflow.py tests/workflow/test_validate_workflow.py \
+	tests/workflow/test_examples_plan.py tests/workflow/test_named_files_workflow.py
+
 lint: venv
 	$(BIN)/ruff check scripts tests
+	$(BIN)/snakemake --lint --directory "$$(mktemp -d)" --snakefile Snakefile
+	$(BIN)/snakefmt --check $(FORMAT_SMK)
+	$(BIN)/black --check --quiet $(FORMAT_PY)
+
+format: venv
+	$(BIN)/snakefmt $(FORMAT_SMK)
+	$(BIN)/black --quiet $(FORMAT_PY)
+
+# `snakemake --profile slurm` as users type it: Snakemake looks profiles up by name in
+# ~/.config/snakemake (XDG_CONFIG_HOME) and /etc/xdg/snakemake. Links profiles/slurm there; never
+# replaces a different profile of that name (PROFILE_NAME=... installs under another name).
+PROFILE_NAME ?= slurm
+install-profile:
+	$(PYTHON) scripts/hcsflow/profile_install.py --profile profiles/slurm --name $(PROFILE_NAME)
 
 clean:
 	rm -rf results logs .snakemake benchmarks

@@ -35,17 +35,6 @@ if config["demo"]["enabled"]:
             "../scripts/demo_plate.py"
 
 
-def _plate_table(wildcards):
-    """The image table rows of ``{plate}`` (what validate_images checks)."""
-    cols = ["plate", "image", "well", "raw_files", "gt_files"]
-    return IMAGES.loc[IMAGES["plate"] == wildcards.plate, cols].to_dict("records")
-
-
-def _plate_files(wildcards):
-    rows = _plate_table(wildcards)
-    return [f for r in rows for f in r["raw_files"]] + [f for r in rows for f in r["gt_files"]]
-
-
 rule validate_images:
     """Check one plate's raw images (readable, channel counts, sizes, pixel type, layout) before
     any job reads them; every per-image job depends on it."""
@@ -84,7 +73,8 @@ rule ingest:
         links=[directory(f"{RESULTS}/{plate}/raw") for plate in PLATES],
         gt_links=[directory(f"{RESULTS}/{plate}/gt") for plate in sorted(images_with_gt()["plate"].unique())],
     params:
-        results=RESULTS,
+        # the results folder, from the output path (snakemake --lint: no hard-coded prefixes)
+        results=lambda wildcards, output: str(Path(output.table).parent),
         listing=DEMO_FILES,
     log:
         f"{LOGS}/ingest.log",

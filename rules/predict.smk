@@ -1,9 +1,10 @@
 # Prediction on new plates (Deeptosis predict_cells.py, done right): a trained model -- one of
 # this run's (classify.models / deep.models) or another run's model.json -- applied to the cells
-# of predict.plates, in batches. Per image: predictions + a boxed overlay; per model: the
-# predictions table, results.csv, per-image counts/ratios, well calls and plate heatmaps.
+# of predict.plates, in batches. Per plate: one row per segmented cell; per image: a boxed overlay;
+# per model: predictions.parquet, results.csv, per-image counts/ratios, well calls, plate heatmaps.
 
 import re
+from types import SimpleNamespace
 
 from hcsflow.predict import (
     check_compatible as _pred_check,
@@ -42,23 +43,38 @@ def _pred_model_files(wildcards):
     return {"model": m["json"], "weights": str(Path(m["json"]).parent / _PRED_WEIGHTS[m["kind"]])}
 
 
+def _pred_plate_images(wildcards):
+    return _PRED_IMAGES[_PRED_IMAGES["plate"] == wildcards.plate]
+
+
+def _pred_cells(wildcards):
+    """Every segmented cell: the unaligned masks (GT alignment drops cells for training, but a
+    prediction covers every cell the segmentation found)."""
+    return [raw_masks(SimpleNamespace(plate=p, image=i))["cells"]
+            for p, i in zip(_pred_plate_images(wildcards)["plate"], _pred_plate_images(wildcards)["image"])]
+
+
 def _pred_crop_files(wildcards):
     ct = _pred_crop_type(_PRED_MODELS[wildcards.model], config)
-    base = f"{RESULTS}/{wildcards.plate}/crops/{ct}/{wildcards.image}"
-    return {"crops": base + ".npz", "index": base + ".index.parquet"}
+    table = _pred_plate_images(wildcards)
+    base = f"{RESULTS}/{{plate}}/crops/{ct}/{{image}}"
+    return {"crops": per_image(base + ".npz", table=table),
+            "index": per_image(base + ".index.parquet", table=table)}
 
 
 # Boxed overlays go into the HTML report for small runs only (a screen has thousands of fields).
 _PRED_BOXED = f"{_PRED}/boxed/{{plate}}/{{image}}.png"
 if len(_PRED_IMAGES) <= _PRED_CFG.get("report_max_images", 48):
     _PRED_BOXED = report(_PRED_BOXED, caption="../report/predict_boxed.rst", category="Prediction",
-                         subcategory="{model}: boxed cells", labels={"model": "{model}", "plate": "{plate}", "image": "{image}"})
+                         subcategory="{model}: boxed cells",
+                         labels={"model": "{model}", "plate": "{plate}", "image": "{image}"})
 
 _PRED_PARAMS = dict(
     channels=config["images"]["channels"],
-    project_z=config["images"].get("project_z", "max"),
     settings=_PRED_CFG,
     class_map=(config.get("classify") or {}).get("classes"),
+    images=lambda wc: list(_pred_plate_images(wc)["image"]),
+    raw_first=lambda wc: [r[0] for r in _pred_plate_images(wc)["raw_files"]],
 )
 
 if _PRED_MODELS and _PRED_PLATES:
@@ -73,26 +89,25 @@ if _PRED_MODELS and _PRED_PLATES:
 
 
 rule predict_features:
-    """A classical (scikit-learn) model on the feature rows of one image; boxed overlay."""
+    """A classical (scikit-learn) model on the feature rows of one plate's images, in batches."""
     input:
         unpack(_pred_model_files),
-        features=f"{RESULTS}/{{plate}}/features/{{image}}.parquet",
-        cells=lambda wc: analysis_masks(wc)["cells"],
-        image=raw_files,
+        features=lambda wc: per_image(f"{RESULTS}/{{plate}}/features/{{image}}.parquet",
+                                      table=_pred_plate_images(wc)),
+        cells=_pred_cells,
         images=f"{RESULTS}/images.tsv",
     output:
-        cells=f"{_PRED}/{{plate}}/cells/{{image}}.parquet",
-        boxed=_PRED_BOXED,
+        cells=f"{_PRED}/{{plate}}/cells.parquet",
     wildcard_constraints:
         model=_pred_names("sklearn"),
     params:
         **_PRED_PARAMS,
     log:
-        f"{LOGS}/predict_features/{{model}}/{{plate}}/{{image}}.log",
+        f"{LOGS}/predict_features/{{model}}/{{plate}}.log",
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: 2000 * attempt,
-        runtime=lambda wc, attempt: 5 * attempt,
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
     conda:
         "../envs/predict.yaml"
     script:
@@ -100,38 +115,59 @@ rule predict_features:
 
 
 rule predict_crops:
-    """A deep (torch) model on the crops of one image, in batches; boxed overlay."""
+    """A deep (torch) model on the crops of one plate's images, in batches."""
     input:
         unpack(_pred_model_files),
         unpack(_pred_crop_files),
-        cells=lambda wc: analysis_masks(wc)["cells"],
-        image=raw_files,
+        cells=_pred_cells,
         images=f"{RESULTS}/images.tsv",
     output:
-        cells=f"{_PRED}/{{plate}}/cells/{{image}}.parquet",
-        boxed=_PRED_BOXED,
+        cells=f"{_PRED}/{{plate}}/cells.parquet",
     wildcard_constraints:
         model=_pred_names("torch"),
     params:
         **_PRED_PARAMS,
     log:
-        f"{LOGS}/predict_crops/{{model}}/{{plate}}/{{image}}.log",
+        f"{LOGS}/predict_crops/{{model}}/{{plate}}.log",
     threads: 2
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=lambda wc, attempt: 10 * attempt,
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
     conda:
         "../envs/predict.yaml"
     script:
         "../scripts/predict_crops.py"
 
 
+rule predict_boxed:
+    """The boxed overlay of one image: every segmented cell's box in its class colour."""
+    input:
+        model=lambda wc: _PRED_MODELS[wc.model]["json"],
+        cells=f"{_PRED}/{{plate}}/cells.parquet",
+        image=raw_files,
+    output:
+        boxed=_PRED_BOXED,
+    params:
+        channels=config["images"]["channels"],
+        project_z=config["images"].get("project_z", "max"),
+        settings=_PRED_CFG,
+    log:
+        f"{LOGS}/predict_boxed/{{model}}/{{plate}}/{{image}}.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+        runtime=lambda wc, attempt: 5 * attempt,
+    conda:
+        "../envs/predict.yaml"
+    script:
+        "../scripts/predict_boxed.py"
+
+
 rule predict_summary:
     """results.csv, per-image counts and ratios, predictions, well calls and plate heatmaps."""
     input:
         model=lambda wc: _PRED_MODELS[wc.model]["json"],
-        cells=lambda wc: per_image(f"{RESULTS}/predict/{wc.model}/{{plate}}/cells/{{image}}.parquet",
-                                   table=_PRED_IMAGES),
+        cells=lambda wc: [f"{RESULTS}/predict/{wc.model}/{p}/cells.parquet" for p in _PRED_PLATES],
     output:
         predictions=f"{_PRED}/predictions.parquet",
         results=report(f"{_PRED}/results.csv", caption="../report/predict_results.rst",

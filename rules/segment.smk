@@ -1,52 +1,14 @@
 # Segmentation: cells (Cellpose or classical), nuclei (StarDist, Cellpose or classical), the
 # fetch_models local rule, training (CELLULAR protocol), evaluation and object counts.
 # Library: scripts/hcsflow/{segmentation,models,segtrain,segeval}.py; docs: docs/segmentation.md.
-
-from hcsflow import models as hcs_models
-from hcsflow import plan as hcs_plan
-
-SEG = config["segmentation"]
-SEG_MODELS_DIR = SEG["models_dir"]
-SEG_TRAIN = SEG["train"]
-SEG_EVAL = SEG["evaluate"]
-# Planning (model resolution, fetch lists, split, truth files) is in hcsflow.plan (tested).
-SEG_CP_TRAINED = hcs_plan.trained_model_paths(SEG, RESULTS)["cellpose"]
-SEG_SD_TRAINED = hcs_plan.trained_model_paths(SEG, RESULTS)["stardist"]
-SEG_SD_FILES = list(hcs_plan.STARDIST_FILES)
-
-
-def _seg_subset(*keys, train_masks=False):
-    """The part of the segmentation config a rule uses (its params): editing another part, e.g.
-    the evaluation, must not make Snakemake redo every segmentation job."""
-    out = {k: SEG[k] for k in keys}
-    if train_masks:
-        out["train"] = {"masks": SEG_TRAIN["masks"]}
-    return out
-
+# Constants (SEG...) and planning functions: rules/common.smk, block "segmentation" (which calls
+# hcsflow.plan). Segmentation and the baseline run one job per batch of images (hcsflow.batches).
 
 SEG_SPEC_KEYS = ("models_dir", "gpu", "min_contrast", "threshold", "cells", "nuclei")
 
 
-def _plan(fn, *args):
-    """Call a hcsflow.plan function; its PlanError stops the run with the message."""
-    try:
-        return fn(*args)
-    except hcs_plan.PlanError as exc:
-        raise WorkflowError(str(exc)) from None
-
-
-def _seg_model_spec(target):
-    """Model spec of a target, with `trained` replaced by the training rule's output."""
-    return _plan(hcs_plan.model_spec, SEG, target, RESULTS)
-
-
-def _seg_model_input(target):
-    """The model file a segmentation job needs (Snakemake then chains fetch_models or training)."""
-    return _plan(hcs_plan.model_input, SEG, target, RESULTS)
-
-
 # ---- fetch_models (login node) ----------------------------------------------------------------
-SEG_FETCH_CP, SEG_FETCH_SD = hcs_plan.fetch_lists(SEG)
+SEG_FETCH_CP, SEG_FETCH_SD = _fetch_lists()
 
 
 localrules:
@@ -62,7 +24,8 @@ rule fetch_models:
     params:
         cellpose=SEG_FETCH_CP,
         stardist=SEG_FETCH_SD,
-        models_dir=SEG_MODELS_DIR,
+        # a local rule (login node): the folder is where jobs look for the weights
+        models_dir=lambda wildcards: SEG_MODELS_DIR,
     log:
         f"{LOGS}/fetch_models.log",
     threads: 1
@@ -76,17 +39,7 @@ rule fetch_models:
 
 
 # ---- training data, split (parse time, deterministic) -----------------------------------------
-SEG_SPLIT = hcs_plan.split_table(IMAGES, SEG_TRAIN)
-_SEG_DEMO_DIR = config["demo"]["out_dir"] if config["demo"]["enabled"] else None
-
-
-def _seg_truth_files(table, target):
-    """True-mask files of the images in ``table`` (the demo's truth table stands in for its)."""
-    return hcs_plan.truth_files(table, SEG_TRAIN["masks"], target, _SEG_DEMO_DIR)
-
-
-def _seg_images(split_names):
-    return hcs_plan.images_in_split(IMAGES, SEG_SPLIT, split_names)
+SEG_SPLIT = _seg_split_table()
 
 
 SEG_TRAINING = SEG_SPLIT is not None and (
@@ -134,12 +87,6 @@ if SEG_TRAINING:
 
 
 if SEG_TRAIN["cellpose"]["enabled"]:
-
-    def _cp_start_input():
-        start = SEG_TRAIN["cellpose"]["start"]
-        if start == "scratch":
-            return []
-        return [str(hcs_models.model_input_path("cellpose", start, SEG_MODELS_DIR))]
 
     rule train_cellpose:
         """Train / fine-tune Cellpose for cells (CELLULAR protocol); saves weights + curve."""
@@ -196,24 +143,6 @@ if SEG_TRAIN["stardist"]["enabled"]:
 
 
 # ---- segmentation -----------------------------------------------------------------------------
-def _seg_env(target):
-    return "../envs/stardist.yaml" if SEG[target]["method"] == "stardist" else "../envs/cellpose.yaml"
-
-
-def _seg_resources(target, layout):
-    deep = SEG[target]["method"] in ("cellpose", "stardist")
-    base_mb = 6000 if deep else 2000
-    # memory grows with each retry (profiles/slurm: retries), e.g. for unusually large fields;
-    # a batch holds one image at a time, its runtime grows with its size (minutes)
-    res = {
-        "mem_mb": lambda wc, attempt: base_mb * attempt,
-        "runtime": batch_runtime(layout, 2),
-    }
-    if SEG[target]["method"] == "cellpose" and SEG["gpu"]:
-        res["gpu"] = 1
-    return res
-
-
 _SEG_MASK = f"{RESULTS}/{{plate}}/masks/{{target}}/{{image}}.tif"
 
 if SEG["nuclei"]["method"] != "none":
@@ -235,7 +164,9 @@ if SEG["nuclei"]["method"] != "none":
             params:
                 images=batch_images(_L),
                 seg=_seg_subset(*SEG_SPEC_KEYS),
-                model=_seg_model_spec("nuclei") if SEG["nuclei"]["method"] != "threshold" else None,
+                model=lambda wildcards: (
+                    _seg_model_spec("nuclei") if SEG["nuclei"]["method"] != "threshold" else None
+                ),
                 channels=config["images"]["channels"],
                 project_z=config["images"].get("project_z", "max"),
             log:
@@ -278,7 +209,9 @@ if SEG["cells"]["method"] != "none":
             params:
                 images=batch_images(_L),
                 seg=_seg_subset(*SEG_SPEC_KEYS),
-                model=_seg_model_spec("cells") if SEG["cells"]["method"] != "threshold" else None,
+                model=lambda wildcards: (
+                    _seg_model_spec("cells") if SEG["cells"]["method"] != "threshold" else None
+                ),
                 channels=config["images"]["channels"],
                 project_z=config["images"].get("project_z", "max"),
             log:

@@ -1,36 +1,30 @@
-"""Rule predict_features: a classical model on the feature rows of one image, in batches; the
-image's predictions with their boxes, and the boxed overlay."""
+"""Rule predict_features: a classical model on the feature rows of every image of one plate, in
+batches; one row per segmented cell (results.csv columns + predictions contract)."""
 
 from hcsflow.features import image_metadata
 from hcsflow.ingest import read_image_table
-from hcsflow.io import read_image, read_labels, read_table, write_table
-from hcsflow.predict import (
-    check_compatible,
-    image_outputs,
-    load_model_info,
-    predict_batches,
-    sklearn_predictor,
-    write_png,
-)
+from hcsflow.io import read_labels, read_table, write_table
+from hcsflow.predict import check_compatible, load_model_info, predict_plate, sklearn_predictor
 from hcsflow.runner import limit_threads, rule_logging
 
 with rule_logging(snakemake) as log:
     inp, out, par, wc = snakemake.input, snakemake.output, snakemake.params, snakemake.wildcards
     limit_threads(snakemake.threads)
     info = load_model_info(inp.model)
-    features = read_table(inp.features)
-    check_compatible(info, par.channels, feature_columns=features.columns,
-                     where=f"the features of {wc.plate}/{wc.image} ({inp.features})")
-    meta = features[[c for c in features.columns if c.startswith("Metadata_")]]
-    pred = predict_batches(sklearn_predictor(info), features, meta,
-                           int(par.settings.get("batch_size", 256)), log)
-    image = read_image(list(inp.image), project_z=par.project_z)
-    cells = read_labels(inp.cells)
-    meta_row = image_metadata(read_image_table(inp.images), wc.plate, wc.image)
-    table, rgb = image_outputs(pred, info, image, cells, list(par.channels), par.settings,
-                               par.class_map, plate=wc.plate, image_name=wc.image,
-                               filename=list(inp.image)[0], metadata=meta_row)
-    log.info("%s: %d segmented cells, %d predicted; classes %s", info["name"], len(table),
-             int(table["pred_class"].ge(0).sum()), table["class_name"].value_counts().to_dict())
-    write_table(table, out.cells)
-    write_png(out.boxed, rgb)
+    table = read_image_table(inp.images)
+
+    def load_inputs(entry):
+        features = read_table(entry["features"])
+        check_compatible(info, par.channels, feature_columns=features.columns,
+                         where=f"the features of {wc.plate}/{entry['image']} ({entry['features']})")
+        return features, features[[c for c in features.columns if c.startswith("Metadata_")]]
+
+    images = [
+        {"plate": wc.plate, "image": im, "filename": raw[0], "features": feat,
+         "metadata": image_metadata(table, wc.plate, im), "cells": lambda p=cells: read_labels(p)}
+        for im, raw, feat, cells in zip(par.images, par.raw_first, inp.features, inp.cells, strict=True)
+    ]
+    cells = predict_plate(images, load_inputs, sklearn_predictor(info), info, par.class_map,
+                          batch_size=int(par.settings.get("batch_size", 256)),
+                          box_padding=int(par.settings.get("box_padding", 5)), log=log)
+    write_table(cells, out.cells)

@@ -4,7 +4,7 @@ image_summary.csv), the well calls and one plate heatmap per predicted plate."""
 import pandas as pd
 
 from hcsflow.io import save_figure, write_table
-from hcsflow.predict import load_model_info, split_cell_table, image_summary
+from hcsflow.predict import image_summary, load_model_info, split_cell_table
 from hcsflow.runner import rule_logging
 from hcsflow.voting import plate_heatmap, vote_wells
 

@@ -17,9 +17,16 @@ with rule_logging(snakemake) as log:
         layout_name = snakemake.input.layout[0]
         layout = layout_for_plates(layout_name, [plate], par.layout_sheet)[plate]
         layout_wells = set(layout["well"])
-    report, problems = validate_plate(table, par.channels, par.gt_channels, layout_wells, layout_name)
-    log.info("plate %s: %d images, %d files checked, %d problem(s)", plate, len(table),
-             len(report), len(problems))
+    report, problems = validate_plate(
+        table, par.channels, par.gt_channels, layout_wells, layout_name
+    )
+    log.info(
+        "plate %s: %d images, %d files checked, %d problem(s)",
+        plate,
+        len(table),
+        len(report),
+        len(problems),
+    )
     for problem in problems:
         log.error("%s", problem)
     raise_problems(plate, problems)

@@ -105,18 +105,26 @@ def _check_segmentation(config: dict) -> list[str]:
     problems = []
     cells, nuclei = seg.get("cells", {}), seg.get("nuclei", {})
     train = seg.get("train", {})
-    if (cells.get("method") == "threshold" and cells.get("nuclear_channel") is not None
-            and nuclei.get("method") == "none"):
+    if (
+        cells.get("method") == "threshold"
+        and cells.get("nuclear_channel") is not None
+        and nuclei.get("method") == "none"
+    ):
         problems.append(
             "segmentation.cells.method: threshold with a cells.nuclear_channel grows cells from the "
             "nucleus masks, but segmentation.nuclei.method is none: set nuclei.method (or "
             "cells.nuclear_channel: null)"
         )
-    for target, method, tool in (("cells", "cellpose", "cellpose"), ("nuclei", "stardist", "stardist")):
+    for target, method, tool in (
+        ("cells", "cellpose", "cellpose"),
+        ("nuclei", "stardist", "stardist"),
+    ):
         sec = seg.get(target, {})
         if str(sec.get("model")) != "trained" or sec.get("method") == "none":
             continue
-        if sec.get("method") not in ("cellpose", "stardist") or (target == "cells") != (sec.get("method") == "cellpose"):
+        if sec.get("method") not in ("cellpose", "stardist") or (target == "cells") != (
+            sec.get("method") == "cellpose"
+        ):
             problems.append(
                 f"segmentation.{target}.model: trained exists only for cells with cellpose and nuclei "
                 f"with stardist (segmentation.{target}.method is {sec.get('method')}); give a model "

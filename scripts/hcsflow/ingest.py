@@ -34,13 +34,28 @@ from hcsflow.io import SUPPORTED_SUFFIXES, ImageReadError
 log = logging.getLogger("hcsflow.ingest")
 
 TABLE_COLUMNS = [
-    "plate", "image", "row", "col", "well", "field", "condition", "n_channels", "channels",
-    "raw_files", "links", "gt_files", "gt_links", "filename",
+    "plate",
+    "image",
+    "row",
+    "col",
+    "well",
+    "field",
+    "condition",
+    "n_channels",
+    "channels",
+    "raw_files",
+    "links",
+    "gt_files",
+    "gt_links",
+    "filename",
 ]
 NAMED_PLATE = "images"  # pseudo-plate of the named-files mode without a plate name
 NAMED_COLS = 24  # pseudo-wells per row in the named-files mode
 FILE_TYPE_SUFFIXES = {
-    "tiff": {".tif", ".tiff"}, "nd2": {".nd2"}, "png": {".png"}, "jpg": {".jpg", ".jpeg"},
+    "tiff": {".tif", ".tiff"},
+    "nd2": {".nd2"},
+    "png": {".png"},
+    "jpg": {".jpg", ".jpeg"},
     "auto": SUPPORTED_SUFFIXES,
 }
 
@@ -66,8 +81,16 @@ class SourceSpec:
 
     @classmethod
     def from_config(cls, section: dict, what: str) -> SourceSpec:
-        keys = ("raw_dir", "pattern", "channels", "channel_ids", "file_type", "on_unmatched", "plate",
-                "naming")
+        keys = (
+            "raw_dir",
+            "pattern",
+            "channels",
+            "channel_ids",
+            "file_type",
+            "on_unmatched",
+            "plate",
+            "naming",
+        )
         return cls(**{k: section[k] for k in keys if k in section}, what=what)
 
     @property
@@ -89,7 +112,9 @@ class SourceSpec:
                     f"files of one image share a name"
                 )
             return rx
-        missing = [g for g in ("plate", "field") if g not in groups and not (g == "plate" and self.plate)]
+        missing = [
+            g for g in ("plate", "field") if g not in groups and not (g == "plate" and self.plate)
+        ]
         if not ({"row", "col"} <= groups or "well" in groups):
             missing.append("row+col (or well)")
         if missing:
@@ -195,8 +220,14 @@ def _parse(spec: SourceSpec, rel: str) -> dict | None:
         fld = int(g["field"])
     except (ValueError, TypeError) as exc:
         raise IngestError(f"{rel}: matched {spec.what}.pattern but {exc}") from exc
-    out = dict(plate=g.get("plate") or spec.plate, row=row, col=col, well=f"{row}{col:02d}", field=fld,
-               image=image_id(row, col, fld))
+    out = dict(
+        plate=g.get("plate") or spec.plate,
+        row=row,
+        col=col,
+        well=f"{row}{col:02d}",
+        field=fld,
+        image=image_id(row, col, fld),
+    )
     if g.get("channel") is not None:
         out["channel_id"] = g["channel"]
     return out
@@ -225,14 +256,21 @@ def scan(spec: SourceSpec, listing: Iterable[str] | None = None) -> pd.DataFrame
             info["path"] = str(Path(spec.raw_dir, rel))
             parsed.append(info)
     if unmatched:
-        shown = ", ".join(unmatched[:5]) + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
+        shown = ", ".join(unmatched[:5]) + (
+            f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""
+        )
         if spec.on_unmatched == "error":
             raise IngestError(
                 f"{len(unmatched)} file(s) in {spec.raw_dir} do not match {spec.what}.pattern "
                 f"(or {spec.what}.file_type={spec.file_type}): {shown}. Fix the pattern, move the "
                 f"files out, or set {spec.what}.on_unmatched: skip"
             )
-        log.warning("skipped %d file(s) that %s.pattern does not match: %s", len(unmatched), spec.what, shown)
+        log.warning(
+            "skipped %d file(s) that %s.pattern does not match: %s",
+            len(unmatched),
+            spec.what,
+            shown,
+        )
     if not parsed:
         raise IngestError(
             f"no file in {spec.raw_dir} matches {spec.what}.pattern {spec.pattern!r}; "
@@ -276,9 +314,18 @@ def scan(spec: SourceSpec, listing: Iterable[str] | None = None) -> pd.DataFrame
                     f"{len(spec.channels)} channels"
                 )
             first = grp.iloc[0]
-            rows.append(dict(plate=plate, image=image, row=first.row, col=first.col,
-                             well=first.well, field=first.field, files=list(slots),
-                             filename=first.filename))
+            rows.append(
+                dict(
+                    plate=plate,
+                    image=image,
+                    row=first.row,
+                    col=first.col,
+                    well=first.well,
+                    field=first.field,
+                    files=list(slots),
+                    filename=first.filename,
+                )
+            )
     else:
         for (plate, image), grp in df.groupby(keys, sort=True):
             if len(grp) > 1:
@@ -287,11 +334,22 @@ def scan(spec: SourceSpec, listing: Iterable[str] | None = None) -> pd.DataFrame
                     f"{' and '.join(grp['path'])}; make the pattern tell them apart or remove one"
                 )
             first = grp.iloc[0]
-            rows.append(dict(plate=plate, image=image, row=first.row, col=first.col,
-                             well=first.well, field=first.field, files=[first.path],
-                             filename=first.filename))
+            rows.append(
+                dict(
+                    plate=plate,
+                    image=image,
+                    row=first.row,
+                    col=first.col,
+                    well=first.well,
+                    field=first.field,
+                    files=[first.path],
+                    filename=first.filename,
+                )
+            )
     table = pd.DataFrame(rows)
-    return table.sort_values(["plate", "row", "col", "field"], key=_row_sort_key).reset_index(drop=True)
+    return table.sort_values(["plate", "row", "col", "field"], key=_row_sort_key).reset_index(
+        drop=True
+    )
 
 
 def _row_sort_key(s: pd.Series) -> pd.Series:
@@ -301,8 +359,14 @@ def _row_sort_key(s: pd.Series) -> pd.Series:
     return s
 
 
-def link_paths(table: pd.DataFrame, channels: list[str], per_channel: bool, results: str = "results",
-               sub: str = "raw", files_col: str = "files") -> list[list[str]]:
+def link_paths(
+    table: pd.DataFrame,
+    channels: list[str],
+    per_channel: bool,
+    results: str = "results",
+    sub: str = "raw",
+    files_col: str = "files",
+) -> list[list[str]]:
     """Canonical link paths for each image: ``{results}/{plate}/{sub}/{image}{.ext}`` or, one file
     per channel, ``{results}/{plate}/{sub}/{image}_{channel}{.ext}``."""
     out = []
@@ -311,7 +375,12 @@ def link_paths(table: pd.DataFrame, channels: list[str], per_channel: bool, resu
             out.append([])
             continue
         if per_channel:
-            out.append([f"{results}/{plate}/{sub}/{image}_{ch}{_ext(f)}" for ch, f in zip(channels, files, strict=True)])
+            out.append(
+                [
+                    f"{results}/{plate}/{sub}/{image}_{ch}{_ext(f)}"
+                    for ch, f in zip(channels, files, strict=True)
+                ]
+            )
         else:
             out.append([f"{results}/{plate}/{sub}/{image}{_ext(files[0])}"])
     return out
@@ -326,8 +395,13 @@ def _ext(path: str) -> str:
     return Path(name).suffix
 
 
-def build_table(images: SourceSpec, gt: SourceSpec | None = None, results: str = "results",
-                listing: Iterable[str] | None = None, gt_listing: Iterable[str] | None = None) -> pd.DataFrame:
+def build_table(
+    images: SourceSpec,
+    gt: SourceSpec | None = None,
+    results: str = "results",
+    listing: Iterable[str] | None = None,
+    gt_listing: Iterable[str] | None = None,
+) -> pd.DataFrame:
     """The image table from file names alone (what the Snakefile needs at parse time)."""
     table = scan(images, listing)
     table["links"] = link_paths(table, images.channels, images.per_channel, results, "raw")
@@ -340,14 +414,21 @@ def build_table(images: SourceSpec, gt: SourceSpec | None = None, results: str =
         known = set(zip(table["plate"], table["image"], strict=True))
         orphans = [f for key, files in gt_table["files"].items() if key not in known for f in files]
         if orphans:
-            shown = ", ".join(orphans[:5]) + (f" and {len(orphans) - 5} more" if len(orphans) > 5 else "")
+            shown = ", ".join(orphans[:5]) + (
+                f" and {len(orphans) - 5} more" if len(orphans) > 5 else ""
+            )
             msg = f"{len(orphans)} GT file(s) have no matching image (same plate, well, field): {shown}"
             if gt.on_unmatched == "error":
                 raise IngestError(msg + "; check gt.pattern or set gt.on_unmatched: skip")
             log.warning(msg)
-        files = [gt_table["files"].get((p, i), []) for p, i in zip(table["plate"], table["image"], strict=True)]
+        files = [
+            gt_table["files"].get((p, i), [])
+            for p, i in zip(table["plate"], table["image"], strict=True)
+        ]
         table["gt_files"] = files
-        table["gt_links"] = link_paths(table, gt.channels, gt.per_channel, results, "gt", "gt_files")
+        table["gt_links"] = link_paths(
+            table, gt.channels, gt.per_channel, results, "gt", "gt_files"
+        )
         n_without = sum(1 for f in files if not f)
         if n_without:
             log.warning("%d image(s) have no GT stain image", n_without)
@@ -356,7 +437,9 @@ def build_table(images: SourceSpec, gt: SourceSpec | None = None, results: str =
     return table[TABLE_COLUMNS]
 
 
-def attach_layout(table: pd.DataFrame, layouts: dict[str, pd.DataFrame], layout_names: dict | None = None) -> pd.DataFrame:
+def attach_layout(
+    table: pd.DataFrame, layouts: dict[str, pd.DataFrame], layout_names: dict | None = None
+) -> pd.DataFrame:
     """Fill ``condition`` from each plate's layout; a well missing from its layout is an error."""
     table = table.copy()
     if not layouts:
@@ -399,13 +482,16 @@ def probe_shape(path: str | Path) -> tuple[int, tuple[int, int]]:
     except ImageReadError:
         raise
     except Exception as exc:
-        raise ImageReadError(f"{path}: cannot read {kind} header ({type(exc).__name__}: {exc})") from exc
+        raise ImageReadError(
+            f"{path}: cannot read {kind} header ({type(exc).__name__}: {exc})"
+        ) from exc
     n = sizes.get("C", sizes.get("I", sizes.get("Q", sizes.get("S", 1))))
     return int(n), (int(sizes.get("Y", 0)), int(sizes.get("X", 0)))
 
 
-def check_channels(table: pd.DataFrame, n_channels: int, files_col: str = "raw_files",
-                   what: str = "images") -> None:
+def check_channels(
+    table: pd.DataFrame, n_channels: int, files_col: str = "raw_files", what: str = "images"
+) -> None:
     """Every image must have ``n_channels`` channels (summed over its files) of one size."""
     for plate, image, files in zip(table["plate"], table["image"], table[files_col], strict=True):
         if not files:
@@ -413,14 +499,19 @@ def check_channels(table: pd.DataFrame, n_channels: int, files_col: str = "raw_f
         shapes = [probe_shape(f) for f in files]
         total = sum(n for n, _ in shapes)
         if total != n_channels:
-            detail = ", ".join(f"{f} ({n} channel{'s' if n != 1 else ''})" for f, (n, _) in zip(files, shapes, strict=True))
+            detail = ", ".join(
+                f"{f} ({n} channel{'s' if n != 1 else ''})"
+                for f, (n, _) in zip(files, shapes, strict=True)
+            )
             raise IngestError(
                 f"plate {plate}, image {image}: {detail}: {total} channel(s) in all, but "
                 f"{what}.channels lists {n_channels}; fix {what}.channels (or the pattern)"
             )
         sizes = {s for _, s in shapes}
         if len(sizes) > 1:
-            raise IngestError(f"plate {plate}, image {image}: channel files differ in size: {files}")
+            raise IngestError(
+                f"plate {plate}, image {image}: channel files differ in size: {files}"
+            )
 
 
 def make_links(sources: list[str], links: list[str]) -> None:
@@ -445,8 +536,9 @@ def serialise(table: pd.DataFrame) -> pd.DataFrame:
 
 def read_image_table(path: str | Path) -> pd.DataFrame:
     """Read ``results/images.tsv`` back, splitting list columns."""
-    table = pd.read_csv(path, sep="\t", keep_default_na=False,
-                        dtype={"condition": str, "filename": str})
+    table = pd.read_csv(
+        path, sep="\t", keep_default_na=False, dtype={"condition": str, "filename": str}
+    )
     if "filename" not in table:
         table["filename"] = ""
     for col in ("channels", "raw_files", "links", "gt_files", "gt_links"):

@@ -127,7 +127,9 @@ def read_file(path: str | os.PathLike, project_z: str = "max") -> np.ndarray:
     except ImageReadError:
         raise
     except Exception as exc:  # corrupt files raise many different types; name the file
-        raise ImageReadError(f"{path}: cannot read {kind} file ({type(exc).__name__}: {exc})") from exc
+        raise ImageReadError(
+            f"{path}: cannot read {kind} file ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def read_image(paths: str | os.PathLike | Sequence, project_z: str = "max") -> np.ndarray:
@@ -175,7 +177,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes))
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes)
+    )
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -188,7 +192,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 def label_dtype(labels: np.ndarray) -> np.dtype:
     """uint16 when the labels fit, else uint32 (what napari/Fiji open without fuss)."""
-    return np.dtype(np.uint16) if int(labels.max(initial=0)) <= np.iinfo(np.uint16).max else np.dtype(np.uint32)
+    return (
+        np.dtype(np.uint16)
+        if int(labels.max(initial=0)) <= np.iinfo(np.uint16).max
+        else np.dtype(np.uint32)
+    )
 
 
 def write_labels(path: str | os.PathLike, labels: np.ndarray) -> None:

@@ -252,7 +252,7 @@ def torch_predictor(info: dict, device=None) -> Callable:
     model = loader(info["dir"], device=device) if loader is not None else info["dir"]
 
     def predict(batch: np.ndarray, meta: pd.DataFrame) -> pd.DataFrame:
-        return _contract(fn(model, batch, meta), meta, classes)
+        return _contract(fn(model, batch, meta, batch_size=max(len(batch), 1)), meta, classes)
 
     return predict
 
@@ -450,7 +450,7 @@ def finish_predictions(pred: pd.DataFrame, classes: list[str], class_map: dict |
 
 def boxed_image(image: np.ndarray, results: pd.DataFrame, classes: list[str], channels: list[str],
                 settings: dict, title: str = "") -> np.ndarray:
-    """The boxed overlay of one field: composite + boxes + a legend strip below."""
+    """The boxed overlay of one field (RGB): composite + boxes + a legend strip below."""
     ov_channels = settings.get("overlay_channels") or channels
     missing = [c for c in ov_channels if c not in channels]
     if missing:
@@ -541,7 +541,8 @@ def check_predict_plates(plates, known, *, models=(), excluded=()) -> list[str]:
 
 def planned_crop_type(model: dict, config: dict) -> str:
     """The crop type a torch model reads: from its model.json (another run's model) or from this
-    run's ``deep`` settings (``deep.models.<name>.input``, else ``deep.input``, else ``bbox``)."""
+    run's ``deep`` settings (``deep.models.<name>.input``, else ``deep.input``, else
+    ``nucleocentric``, the schema's default)."""
     if model.get("info"):
         return model_input(model["info"])
     deep = config.get("deep") or {}
@@ -554,17 +555,18 @@ def planned_crop_type(model: dict, config: dict) -> str:
             value = value.get("crop_type")
         if value:
             return str(value)
-    return "bbox"
+    return "nucleocentric"
 
 
-def image_outputs(pred: pd.DataFrame, info: dict, image: np.ndarray, cells: np.ndarray,
-                  channels: list[str], settings: dict, class_map: dict | None, *, plate: str,
-                  image_name: str, filename: str, metadata: dict) -> tuple[pd.DataFrame, np.ndarray]:
-    """One image's cell table (one row per segmented cell: the ``results.csv`` columns, the
-    ``Metadata_`` columns, ``split``, ``true_class``, ``Prob_``) and its boxed overlay (RGB)."""
+def image_cell_table(pred: pd.DataFrame, info: dict, cells: np.ndarray, class_map: dict | None, *,
+                     plate: str, image_name: str, filename: str, metadata: dict,
+                     box_padding: int = 5) -> pd.DataFrame:
+    """One image's cell table: one row per segmented cell of ``cells`` with the ``results.csv``
+    columns, the ``Metadata_`` columns, ``split``, ``true_class`` and the ``Prob_`` columns
+    (NaN for a cell without a prediction)."""
     classes = info["classes"]
     pred = finish_predictions(pred, classes, class_map)
-    boxes = cell_boxes(cells, int(settings.get("box_padding", 5)))
+    boxes = cell_boxes(cells, int(box_padding))
     res = results_rows(pred, boxes, classes, plate=plate, image=image_name,
                        filename=Path(str(filename)).name)
     extra = pred.drop(columns=["pred_class", "confidence"]).rename(
@@ -572,13 +574,12 @@ def image_outputs(pred: pd.DataFrame, info: dict, image: np.ndarray, cells: np.n
     table = res.merge(extra, on="cell_id", how="left")
     for key, value in metadata.items():  # cells without a prediction still carry their image's metadata
         if key in table:
-            table[key] = table[key].where(table[key].notna(), value) if len(table) else table[key]
+            table[key] = table[key].astype(object).where(table[key].notna(), value).infer_objects()
         else:
             table[key] = value
     table["Metadata_ObjectNumber"] = table["cell_id"]
     table["split"] = "predict"
-    rgb = boxed_image(image, res, classes, channels, settings, title=f"{plate} {image_name}")
-    return table, rgb
+    return table
 
 
 def split_cell_table(cells: pd.DataFrame, classes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -596,3 +597,28 @@ def split_cell_table(cells: pd.DataFrame, classes: list[str]) -> tuple[pd.DataFr
     for c in classes:
         out[f"Prob_{c}"] = pred[f"Prob_{c}"].astype(float)
     return out, results
+
+
+def predict_plate(images: list[dict], load_inputs: Callable, predictor: Callable, info: dict,
+                  class_map: dict | None, *, batch_size: int, box_padding: int = 5,
+                  log: logging.Logger | None = None) -> pd.DataFrame:
+    """The cell tables of a plate's images, one image at a time.
+
+    ``images``: one dict per image with ``plate, image, filename, metadata`` (its ``Metadata_``
+    values) and ``cells`` (a callable returning the cell label image); ``load_inputs(entry)`` ->
+    ``(inputs, meta)``: the image's feature rows or crops and their ``Metadata_`` rows. Only one
+    image's inputs and one batch of model input are in memory at a time.
+    """
+    log = log or LOG
+    tables = []
+    for k, entry in enumerate(images, 1):
+        inputs, meta = load_inputs(entry)
+        pred = predict_batches(predictor, inputs, meta, batch_size, log)
+        table = image_cell_table(pred, info, entry["cells"](), class_map, plate=entry["plate"],
+                                 image_name=entry["image"], filename=entry["filename"],
+                                 metadata=entry["metadata"], box_padding=box_padding)
+        log.info("[%d/%d] %s: %d segmented cells, %d predicted %s", k, len(images), entry["image"],
+                 len(table), len(pred), table["class_name"].value_counts().to_dict())
+        tables.append(table)
+    non_empty = [t for t in tables if len(t)]
+    return pd.concat(non_empty or tables[:1], ignore_index=True) if tables else pd.DataFrame(columns=RESULTS_COLUMNS)

@@ -44,7 +44,12 @@ def rule_logging(smk, name: str | None = None):
     logger = logging.getLogger(name)
     start = time.perf_counter()
     wildcards = dict(getattr(smk, "wildcards", {}) or {})
-    logger.info("start %s %s (threads=%s)", getattr(smk, "rule", "?"), wildcards, getattr(smk, "threads", "?"))
+    logger.info(
+        "start %s %s (threads=%s)",
+        getattr(smk, "rule", "?"),
+        wildcards,
+        getattr(smk, "threads", "?"),
+    )
     try:
         yield logger
     except BaseException:
@@ -58,25 +63,47 @@ def rule_logging(smk, name: str | None = None):
             h.close()
 
 
-def limit_threads(n: int) -> None:
-    """Keep numerical libraries to the threads Snakemake gave the job (clusters oversubscribe).
+THREAD_ENV_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+)
+_LIMITERS: list = []  # keeps threadpoolctl's limits alive for the life of the job
 
-    Call it before numpy / torch / TensorFlow are imported: the environment variables only take
-    effect in libraries loaded after them. Thread pools already loaded (numpy's BLAS, OpenMP) are
-    limited too, through threadpoolctl, and torch's intra-op pool when torch is loaded.
+
+def limit_threads(n: int) -> dict:
+    """Keep numerical libraries to the ``n`` threads Snakemake gave the job (clusters oversubscribe).
+
+    Works after numpy is imported (a rule script imports numpy long before it knows its threads):
+    the BLAS / OpenMP pools already loaded are limited through threadpoolctl; the environment
+    variables are set too (overwriting Snakemake's own), for libraries loaded later and for
+    subprocesses and torch (which reads OMP_NUM_THREADS when it loads; one already loaded is set).
+    Returns what was limited: ``{'n': n, 'pools': [...], 'torch': bool}``.
     """
     n = max(1, int(n))
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    for var in THREAD_ENV_VARS:
         os.environ[var] = str(n)
-    if "numpy" in sys.modules:
-        try:
-            from threadpoolctl import threadpool_limits
+    pools = []
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
 
-            threadpool_limits(n)
-        except ImportError:
-            pass
-    if "torch" in sys.modules:
+        _LIMITERS.append(threadpool_limits(limits=n))
+        pools = sorted({f"{p['internal_api']}={p['num_threads']}" for p in threadpool_info()})
+    except ImportError:  # pragma: no cover - threadpoolctl is in every env
+        pass
+    # torch reads OMP_NUM_THREADS when it loads; one already loaded is set directly (importing it
+    # here would cost a StarDist job seconds for nothing).
+    limited_torch = "torch" in sys.modules
+    if limited_torch:
         sys.modules["torch"].set_num_threads(n)
+    logging.getLogger("hcsflow").info(
+        "threads limited to %d: %s", n, ", ".join(pools) or "no pools"
+    )
+    return {"n": n, "pools": pools, "torch": limited_torch}
 
 
 def for_each_image(names, fn, logger: logging.Logger) -> list:
@@ -93,9 +120,17 @@ def for_each_image(names, fn, logger: logging.Logger) -> list:
             msg = fn(i, name)
         except Exception as exc:
             logger.error("image %s (%d/%d) failed: %s", name, i + 1, len(names), exc)
-            raise RuntimeError(f"image {name} ({i + 1}/{len(names)} of this batch) failed: {exc}") from exc
-        logger.info("image %s (%d/%d): %s [%.1f s]", name, i + 1, len(names), msg or "done",
-                    time.perf_counter() - start)
+            raise RuntimeError(
+                f"image {name} ({i + 1}/{len(names)} of this batch) failed: {exc}"
+            ) from exc
+        logger.info(
+            "image %s (%d/%d): %s [%.1f s]",
+            name,
+            i + 1,
+            len(names),
+            msg or "done",
+            time.perf_counter() - start,
+        )
         results.append(msg)
     return results
 

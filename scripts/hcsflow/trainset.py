@@ -265,6 +265,16 @@ def check_config(config: dict) -> None:
             f"model name(s) {both} are in classify.models and deep.models; each names the folder "
             f"results/classify/<model>/, so rename one of them"
         )
+    channels = list((config.get("images") or {}).get("channels") or [])
+    sections = [("classify.features", cfg.get("features") or {})] + [
+        (f"classify.models.{n}.features", s.get("features") or {}) for n, s in (cfg.get("models") or {}).items()]
+    for key, fcfg in sections:
+        unknown = [c for c in fcfg.get("channels") or [] if channels and c not in channels]
+        if unknown:
+            raise ClassifyError(
+                f"{key}.channels {unknown} are not image channels {channels}; use names from "
+                f"images.channels"
+            )
     for name, spec in (cfg.get("models") or {}).items():
         est = str(spec.get("estimator", ""))
         if not re.fullmatch(r"(sklearn(\.\w+)+\.)?[A-Z]\w*", est):

@@ -30,7 +30,17 @@ class ValidationError(ValueError):
     """Raw image content the workflow cannot use; the message names each file and the fix."""
 
 
-REPORT_COLUMNS = ["plate", "image", "role", "file", "kind", "n_channels", "height", "width", "dtype"]
+REPORT_COLUMNS = [
+    "plate",
+    "image",
+    "role",
+    "file",
+    "kind",
+    "n_channels",
+    "height",
+    "width",
+    "dtype",
+]
 
 
 def _tiff_header(path: Path) -> tuple[int, int, int, str]:
@@ -83,7 +93,9 @@ def probe_file(path: str | os.PathLike) -> dict:
     except ImageReadError:
         raise
     except Exception as exc:  # corrupt files raise many different types; name the file
-        raise ImageReadError(f"{path}: cannot read {kind} file ({type(exc).__name__}: {exc})") from exc
+        raise ImageReadError(
+            f"{path}: cannot read {kind} file ({type(exc).__name__}: {exc})"
+        ) from exc
     return {"kind": kind, "n_channels": n, "height": h, "width": w, "dtype": dtype}
 
 
@@ -109,9 +121,21 @@ def _check_image(plate, image, files, role, channels, section, problems, rows):
     if len(infos) != len(files):
         return None
     total = sum(i["n_channels"] for _, i in infos)
-    if total != len(channels):
-        detail = ", ".join(f"{f} ({i['n_channels']} channel{'s' if i['n_channels'] != 1 else ''})"
-                           for f, i in infos)
+    multi = [(f, i) for f, i in infos if i["n_channels"] != 1] if len(files) > 1 else []
+    if multi:  # one file per channel: each must hold one plane
+        for f, i in multi:
+            problems.append(
+                f"{f} (plate {plate}, image {image}): holds {i['n_channels']} channels, but "
+                f"{section}.pattern has a channel group (one file per channel, {len(channels)} "
+                f"files make the image's {total} channels where {section}.channels lists "
+                f"{len(channels)}). Fix: replace the file with its single-channel export (or, when "
+                f"each file holds all channels, drop the channel group from {section}.pattern)"
+            )
+    elif total != len(channels):
+        detail = ", ".join(
+            f"{f} ({i['n_channels']} channel{'s' if i['n_channels'] != 1 else ''})"
+            for f, i in infos
+        )
         problems.append(
             f"{detail} (plate {plate}, image {image}): {total} channel(s) in all, but "
             f"{section}.channels lists {len(channels)} ({', '.join(channels)}). Fix: "
@@ -144,12 +168,14 @@ def validate_plate(
     problems: list[str] = []
     channels = list(channels)
     for rec in table.itertuples(index=False):
-        size = _check_image(rec.plate, rec.image, list(rec.raw_files), "image", channels,
-                            "images", problems, rows)
+        size = _check_image(
+            rec.plate, rec.image, list(rec.raw_files), "image", channels, "images", problems, rows
+        )
         gt_files = list(getattr(rec, "gt_files", []) or [])
         if gt_files and gt_channels:
-            gt_size = _check_image(rec.plate, rec.image, gt_files, "gt", list(gt_channels), "gt",
-                                   problems, rows)
+            gt_size = _check_image(
+                rec.plate, rec.image, gt_files, "gt", list(gt_channels), "gt", problems, rows
+            )
             if size is not None and gt_size is not None and gt_size != size:
                 problems.append(
                     f"{gt_files[0]} (plate {rec.plate}, image {rec.image}): GT image is "
@@ -158,7 +184,7 @@ def validate_plate(
                 )
         if layout_wells is not None and rec.well not in set(layout_wells):
             problems.append(
-                f"{rec.raw_files[0]} (plate {rec.plate}, well {rec.well}): the well is not in "
+                f"{rec.raw_files[0]}: well {rec.well} of plate {rec.plate} is not in "
                 f"{layout_name or 'the layout'}. Fix: add the well's condition to the layout, or "
                 f"move the file out of images.raw_dir"
             )

@@ -122,3 +122,11 @@ def test_summary_has_one_row_per_model_and_level():
     s = summary_table({"RF": m1, "CNN": m1})
     assert list(zip(s["model"], s["level"], strict=True)) == [("RF", "unit"), ("RF", "well"), ("CNN", "unit"), ("CNN", "well")]
     assert s.loc[0, "accuracy"] == pytest.approx(4 / 6) and s.loc[0, "n"] == 6
+
+
+def test_a_table_without_truth_is_voted_but_has_no_metrics():
+    df = hand_table().assign(split="predict", true_class=None)
+    metrics, report, wells = evaluate(df)
+    assert metrics.empty and report.empty
+    assert wells["majority_class"].tolist() == ["a", "b"] and wells["true_class"].isna().all()
+    assert confusion_figure(df, wells, "predict").axes and roc_figure(df, wells, "predict").axes

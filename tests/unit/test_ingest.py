@@ -259,3 +259,48 @@ def test_single_plate_named_in_config(tmp_path):
         scan(SourceSpec(raw_dir=str(tmp_path), channels=["DAPI"], pattern=pattern))
     table = scan(SourceSpec(raw_dir=str(tmp_path), channels=["DAPI"], pattern=pattern, plate="ELIFE2024"))
     assert list(table.plate) == ["ELIFE2024", "ELIFE2024"]
+
+
+# ---- named-files mode (images.naming: filename) ----------------------------------------------
+def test_named_files_get_stable_ids_in_sorted_name_order(tmp_path):
+    names = ["sample_03.png", "1 AC.jpg", "apoptosis.jpg", "sub dir/late.PNG", "notes.txt"]
+    touch_all(tmp_path, names)
+    spec = SourceSpec(raw_dir=str(tmp_path), pattern=r".+\.(jpg|png|PNG)", channels=["R", "G", "B"],
+                      naming="filename")
+    table = build_table(spec)
+    assert list(table.filename) == ["1 AC.jpg", "apoptosis.jpg", "sample_03.png", "sub dir/late.PNG"]
+    assert list(table.image) == ["A-01-01", "A-02-01", "A-03-01", "A-04-01"]
+    assert list(table.well) == ["A01", "A02", "A03", "A04"] and set(table.plate) == {"images"}
+    assert list(table.links.str[0]) == [f"results/images/raw/A-0{i}-01{e}" for i, e in
+                                        zip(range(1, 5), [".jpg", ".jpg", ".png", ".png"], strict=True)]
+    # the same names give the same ids, whatever the listing order
+    again = build_table(spec, listing=list(reversed(names[:4])))
+    assert list(again.image) == list(table.image) and list(again.filename) == list(table.filename)
+    # the table round-trips through images.tsv with the names
+    path = tmp_path / "images.tsv"
+    serialise(table).to_csv(path, sep="\t", index=False)
+    assert list(read_image_table(path).filename) == list(table.filename)
+
+
+def test_named_files_25th_image_starts_row_b_and_names_group_channels(tmp_path):
+    spec = SourceSpec(raw_dir="r", pattern=r"(?P<name>.+)_(?P<channel>\d)\.tif",
+                      channels=["DNA", "Actin"], channel_ids=["1", "2"], naming="filename",
+                      plate="screen")
+    listing = [f"img {i:02d}_{c}.tif" for i in range(26) for c in (1, 2)]
+    table = build_table(spec, listing=listing)
+    assert len(table) == 26 and set(table.plate) == {"screen"}
+    assert table.image.iloc[23] == "A-24-01" and table.image.iloc[24] == "B-01-01"
+    assert table.raw_files.iloc[0] == ["r/img 00_1.tif", "r/img 00_2.tif"]
+    assert table.filename.iloc[25] == "img 25"
+    bad = SourceSpec(raw_dir="r", pattern=r".+_(?P<channel>\d)\.tif", channels=["A", "B"],
+                     naming="filename")
+    with pytest.raises(IngestError, match="channel group but no name group"):
+        build_table(bad, listing=listing)
+
+
+def test_plate_mode_table_has_empty_filenames(tmp_path):
+    touch_all(tmp_path, ["P1/B-03-01.png"])
+    spec = SourceSpec(raw_dir=str(tmp_path),
+                      pattern=r"(?P<plate>[^/]+)/(?P<row>[A-Z])-(?P<col>\d{2})-(?P<field>\d{2})\.png",
+                      channels=["R", "G", "B"])
+    assert list(build_table(spec).filename) == [""]

@@ -198,22 +198,53 @@ def test_composite_stretches_each_channel():
     assert P.composite(img, None, (0, 100))[:, 5:].min() == 128  # mean of stretched channel and 0
 
 
-def test_image_outputs_and_split_tables(tmp_path):
+def test_cell_table_boxed_image_and_split_tables():
     info = {"name": "m", "classes": CLASSES}
     cells = _cells_mask()
     pred = P.predictions_frame(_meta(2), np.array([[0.1, 0.8, 0.1], [0.5, 0.3, 0.2]]), CLASSES)
-    image = np.random.default_rng(0).integers(0, 1000, (2, 40, 60)).astype(np.uint16)
     meta = {"Metadata_Plate": "Plate02", "Metadata_Well": "B03", "Metadata_Site": 1,
             "Metadata_Image": "B-03-01", "Metadata_Condition": "apoptosis"}
-    table, rgb = P.image_outputs(pred, info, image, cells, ["DAPI", "FITC"], {"box_padding": 0},
-                                 None, plate="Plate02", image_name="B-03-01",
-                                 filename="/x/r02c03f01-ch1.tiff", metadata=meta)
-    assert rgb.shape == (40 + 24, 60, 3)
+    table = P.image_cell_table(pred, info, cells, None, plate="Plate02", image_name="B-03-01",
+                               filename="/x/r02c03f01-ch1.tiff", metadata=meta, box_padding=0)
     assert table["filename"].unique().tolist() == ["r02c03f01-ch1.tiff"]
     assert table["Metadata_Well"].tolist() == ["B03"] * 3  # also the unpredicted cell
+    assert table["Metadata_Site"].tolist() == [1, 1, 1]
+    image = np.random.default_rng(0).integers(0, 1000, (2, 40, 60)).astype(np.uint16)
+    rgb = P.boxed_image(image, table, CLASSES, ["DAPI", "FITC"], {"threshold": 0.5}, title="t")
+    assert rgb.shape == (40 + 24, 60, 3)
+    assert np.all(rgb[5, 10:20] == (255, 0, 0), axis=1).all()  # cell 1: pyroptosis red
+    with pytest.raises(P.ModelMismatch, match=r"overlay_channels \['Cy5'\]"):
+        P.boxed_image(image, table, CLASSES, ["DAPI", "FITC"], {"overlay_channels": ["Cy5"]})
     predictions, results = P.split_cell_table(table, CLASSES)
     assert len(results) == 3 and len(predictions) == 2
     assert predictions["pred_class"].tolist() == ["pyroptosis", "apoptosis"]
     assert predictions["true_class"].tolist() == ["apoptosis", "apoptosis"]
     assert (predictions["split"] == "predict").all()
     assert list(predictions.columns[-5:]) == ["pred_class", "confidence", *[f"Prob_{c}" for c in CLASSES]]
+
+
+def test_a_plate_is_predicted_one_image_at_a_time():
+    info = {"name": "m", "classes": CLASSES}
+    loaded = []
+
+    def load_inputs(entry):
+        loaded.append(entry["image"])
+        n = entry["n"]
+        return np.zeros((n, 1, 4, 4)), _meta(n, image=entry["image"])
+
+    def predictor(batch, meta):
+        return P.predictions_frame(meta, np.tile([0.2, 0.2, 0.6], (len(batch), 1)), CLASSES)
+
+    def mask(n):
+        m = np.zeros((20, 20), np.uint16)
+        for i in range(n):
+            m[i, i] = i + 1
+        return m
+
+    images = [{"plate": "P", "image": im, "filename": f"{im}.tif", "n": n,
+               "metadata": {"Metadata_Image": im}, "cells": lambda n=n: mask(n)}
+              for im, n in (("B-02-01", 3), ("B-02-02", 0), ("B-03-01", 5))]
+    cells = P.predict_plate(images, load_inputs, predictor, info, None, batch_size=2)
+    assert loaded == ["B-02-01", "B-02-02", "B-03-01"]
+    assert cells.groupby("image").size().to_dict() == {"B-02-01": 3, "B-03-01": 5}
+    assert (cells["class_name"] == "other").all() and (cells["pred_class"] == 2).all()

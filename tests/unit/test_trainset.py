@@ -138,3 +138,8 @@ def test_config_checks():
     with pytest.raises(ClassifyError, match="at least two"):
         check_config(cfg)
     check_config({"classify": {"enabled": False}})
+    cfg["classify"]["classes"] = CLASSES
+    cfg["images"] = {"channels": ["DAPI", "FITC"]}
+    cfg["classify"]["models"]["RF"]["features"] = {"channels": ["GFP"]}
+    with pytest.raises(ClassifyError, match=r"classify.models.RF.features.channels \['GFP'\] are not image channels"):
+        check_config(cfg)

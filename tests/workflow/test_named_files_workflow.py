@@ -4,8 +4,6 @@ files (spaces included, one in a sub-folder) is ingested into a pseudo-plate, se
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest

@@ -32,8 +32,9 @@ IMAGES = ["B-02-01", "C-02-01", "D-02-01"]
 @pytest.fixture(scope="module")
 def plate(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("subsets_plate")
-    generate(out, DemoSpec(n_plates=1, wells_per_condition=1, n_fields=1, image_size=256),
-             progress=False)
+    generate(
+        out, DemoSpec(n_plates=1, wells_per_condition=1, n_fields=1, image_size=256), progress=False
+    )
     return out
 
 
@@ -98,8 +99,11 @@ def test_cells_only_run_makes_bbox_crops_and_cell_features(plate, tmp_path):
     cfg = user_config(data)
     cfg["gt"] = None
     cfg["labels"] = {"classes": {}, "thresholds": {}}
-    cfg["segmentation"]["cells"] = {"method": "threshold", "nuclear_channel": None,
-                                    "channels": ["FITC", "Cy3", "Cy5"]}
+    cfg["segmentation"]["cells"] = {
+        "method": "threshold",
+        "nuclear_channel": None,
+        "channels": ["FITC", "Cy3", "Cy5"],
+    }
     cfg["crops"] = {"types": ["bbox"], "bbox": {"padding": 5, "size": 48}}
     cfg["features"]["compartments"] = ["Cells"]
     run_snakemake(tmp_path / "w", cfg)
@@ -134,8 +138,15 @@ def test_stardist_trained_and_evaluated_with_only_nucleus_masks(plate, tmp_path)
         "train": {
             "masks": f"{data}/truth/{{plate}}/{{image}}.{{target}}.tif",
             "split": {"method": "pattern", "valid_pattern": "C-02", "test_pattern": "D-02"},
-            "stardist": {"enabled": True, "epochs": 1, "steps_per_epoch": 2, "patch_size": 128,
-                         "batch_size": 2, "unet_n_depth": 2, "unet_n_filter_base": 8},
+            "stardist": {
+                "enabled": True,
+                "epochs": 1,
+                "steps_per_epoch": 2,
+                "patch_size": 128,
+                "batch_size": 2,
+                "unet_n_depth": 2,
+                "unet_n_filter_base": 8,
+            },
         },
         "evaluate": {"enabled": True, "images": "test", "baseline": False},
     }
@@ -147,7 +158,10 @@ def test_stardist_trained_and_evaluated_with_only_nucleus_masks(plate, tmp_path)
     assert not (w / "results/segmentation/training/cells.npz").exists()
     split = pd.read_csv(w / "results/segmentation/training/split.tsv", sep="\t")
     assert dict(zip(split.image, split.split, strict=True)) == {
-        "B-02-01": "train", "C-02-01": "valid", "D-02-01": "test"}
+        "B-02-01": "train",
+        "C-02-01": "valid",
+        "D-02-01": "test",
+    }
     summary = pd.read_csv(w / "results/segmentation/eval/summary.tsv", sep="\t")
     assert list(summary.target) == ["nuclei"] and list(summary.method) == ["stardist"]
     assert int(summary.n_images.iloc[0]) == 1 and int(summary.n_true.iloc[0]) > 5

@@ -21,8 +21,11 @@ pytestmark = pytest.mark.workflow
 
 def test_bad_images_stop_the_run_before_segmentation(tmp_path):
     data = tmp_path / "data"
-    generate(data, DemoSpec(n_plates=1, wells_per_condition=1, n_fields=1, image_size=256),
-             progress=False)
+    generate(
+        data,
+        DemoSpec(n_plates=1, wells_per_condition=1, n_fields=1, image_size=256),
+        progress=False,
+    )
     raw = data / "raw" / "Plate01"
     two_planes = raw / "r03c02f01p01-ch2sk1fk1fl1.tiff"  # C-02-01, FITC
     plane = tifffile.imread(two_planes)
@@ -34,11 +37,20 @@ def test_bad_images_stop_the_run_before_segmentation(tmp_path):
     base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg = {
         "demo": {"enabled": False},
-        "images": {**base["images"], "raw_dir": str(data / "raw"), "layout": str(data / "layout.xlsx")},
+        "images": {
+            **base["images"],
+            "raw_dir": str(data / "raw"),
+            "layout": str(data / "layout.xlsx"),
+        },
         "gt": None,
-        "segmentation": {"cells": {"method": "threshold", "channels": ["FITC", "Cy3", "Cy5"],
-                                   "nuclear_channel": "DAPI"},
-                         "nuclei": {"method": "threshold", "channel": "DAPI"}},
+        "segmentation": {
+            "cells": {
+                "method": "threshold",
+                "channels": ["FITC", "Cy3", "Cy5"],
+                "nuclear_channel": "DAPI",
+            },
+            "nuclei": {"method": "threshold", "channel": "DAPI"},
+        },
         "crops": {"types": ["nucleocentric"]},
         "features": {"compartments": ["Nuclei"], "texture": {"enabled": False}},
         "labels": {"classes": {}, "thresholds": {}},
@@ -48,14 +60,18 @@ def test_bad_images_stop_the_run_before_segmentation(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     # the message names each bad file and what to do
-    assert f"{two_planes} (1 channel), " not in out
-    assert f"{two_planes} (2 channels)" in out and "5 channel(s) in all" in out
-    assert "images.channels lists 4" in out and "Fix: images.channels" in out
-    assert str(truncated) in out and "truncated TIFF" in out and "copy or export the file again" in out
+    assert f"{two_planes} (plate Plate01, image C-02-01): holds 2 channels" in out
+    assert "image's 5 channels where images.channels lists 4" in out
+    assert "Fix: replace the file with its single-channel export" in out
+    assert (
+        str(truncated) in out and "truncated TIFF" in out and "copy or export the file again" in out
+    )
     assert "2 problem(s)" in out
     # no job that reads images ran: no mask, no segmentation log, no validation report
     assert not (work / "results/Plate01/masks").exists()
-    assert not (work / "logs/segment_nuclei").exists() and not (work / "logs/segment_cells").exists()
+    assert (
+        not (work / "logs/segment_nuclei").exists() and not (work / "logs/segment_cells").exists()
+    )
     assert not (work / "results/Plate01/validation.tsv").exists()
     assert not (work / "results/images.tsv").exists()
     assert checksums(data) == before

@@ -117,8 +117,9 @@ class Normaliser:
             self.values = {"quantiles": np.percentile(pix, q, axis=1).T.tolist()}
         return self
 
-    def apply(self, x):
-        """Normalise a float tensor ``(B, C, H, W)``; finite for constant or all-zero channels."""
+    def apply(self, x, inplace: bool = False):
+        """Normalise a float tensor ``(B, C, H, W)``; finite for constant or all-zero channels.
+        ``inplace``: overwrite ``x`` (a fresh batch) instead of allocating."""
         import torch
 
         if self.method == "none":
@@ -129,11 +130,13 @@ class Normaliser:
         if self.method == "percentile":
             lo = torch.tensor(self.values["low"], dtype=x.dtype, device=dev).view(1, -1, 1, 1)
             hi = torch.tensor(self.values["high"], dtype=x.dtype, device=dev).view(1, -1, 1, 1)
-            return ((x - lo) / (hi - lo).clamp_min(1e-6)).clamp_(0.0, 1.0)
+            x = x if inplace else x.clone()
+            return x.sub_(lo).mul_(1.0 / (hi - lo).clamp_min(1e-6)).clamp_(0.0, 1.0)
         if self.method == "meanstd":
             m = torch.tensor(self.values["mean"], dtype=x.dtype, device=dev).view(1, -1, 1, 1)
             s = torch.tensor(self.values["std"], dtype=x.dtype, device=dev).view(1, -1, 1, 1)
-            return (x - m) / s.clamp_min(1e-6)
+            x = x if inplace else x.clone()
+            return x.sub_(m).mul_(1.0 / s.clamp_min(1e-6))
         # equalize: piecewise-linear CDF of the training pixels, per channel
         out = torch.empty_like(x)
         levels = torch.linspace(0, 1, 257, dtype=x.dtype, device=dev)
@@ -160,42 +163,70 @@ class Normaliser:
 DEFAULT_AUGMENT = {"flips": True, "rot90": True, "brightness": 0.1, "contrast": [0.75, 1.25], "p": 0.5}
 
 
-def augment_batch(x, gen, cfg: dict | None = None):
-    """Random flips / rot90 / per-channel brightness and contrast of a square batch, drawn from
-    the ``torch.Generator`` ``gen`` (so a seed gives the same augmentations)."""
+def draw_augmentation(b: int, c: int, gen, cfg: dict | None = None) -> dict:
+    """The random choices of one batch (from ``gen``, always in the same order): per sample a
+    horizontal / vertical flip and a number of 90 degree turns, per sample and channel a
+    brightness shift and a contrast factor (identity where switched off or not drawn)."""
     import torch
 
     cfg = {**DEFAULT_AUGMENT, **(cfg or {})}
-    b, c = x.shape[:2]
     p = float(cfg["p"])
-    if cfg["flips"]:
-        f = torch.rand(b, generator=gen) < 0.5
-        x = torch.where(f.view(-1, 1, 1, 1).to(x.device), x.flip(-1), x)
-        f = torch.rand(b, generator=gen) < 0.5
-        x = torch.where(f.view(-1, 1, 1, 1).to(x.device), x.flip(-2), x)
-    if cfg["rot90"] and x.shape[-1] == x.shape[-2]:
-        k = torch.randint(0, 4, (b,), generator=gen).to(x.device)
-        out = x.clone()
-        for r in (1, 2, 3):
-            sel = k == r
-            if sel.any():
-                out[sel] = torch.rot90(x[sel], r, dims=(-2, -1))
-        x = out
-    if cfg["brightness"]:
-        on = (torch.rand(b, c, generator=gen) < p).float()
-        shift = torch.randn(b, c, generator=gen) * float(cfg["brightness"]) * on
-        x = x + shift.view(b, c, 1, 1).to(x.device)
-    if cfg["contrast"]:
-        lo, hi = cfg["contrast"]
-        on = torch.rand(b, c, generator=gen) < p
-        fac = torch.where(on, lo + (hi - lo) * torch.rand(b, c, generator=gen), torch.ones(b, c))
-        x = x * fac.view(b, c, 1, 1).to(x.device)
-    return x
+    flip_w = (torch.rand(b, generator=gen) < 0.5).numpy()
+    flip_h = (torch.rand(b, generator=gen) < 0.5).numpy()
+    k = torch.randint(0, 4, (b,), generator=gen).numpy()
+    b_on = torch.rand(b, c, generator=gen) < p
+    shift = torch.randn(b, c, generator=gen) * float(cfg["brightness"] or 0)
+    c_on = torch.rand(b, c, generator=gen) < p
+    lo, hi = cfg["contrast"] or (1.0, 1.0)
+    fac = lo + (hi - lo) * torch.rand(b, c, generator=gen)
+    if not cfg["flips"]:
+        flip_w[:], flip_h[:] = False, False
+    if not cfg["rot90"]:
+        k[:] = 0
+    return {"flip_w": flip_w, "flip_h": flip_h, "k": k,
+            "add": torch.where(b_on, shift, torch.zeros(b, c)),
+            "mult": torch.where(c_on, fac, torch.ones(b, c)) if cfg["contrast"] else torch.ones(b, c)}
+
+
+def _dihedral(a, flip_w: bool, flip_h: bool, k: int):
+    """A flipped / turned VIEW of ``a`` (``(..., H, W)``, NumPy or torch)."""
+    if isinstance(a, np.ndarray):
+        if flip_w:
+            a = a[..., ::-1]
+        if flip_h:
+            a = a[..., ::-1, :]
+        return np.rot90(a, k, axes=(-2, -1)) if k else a
+    import torch
+
+    dims = [d for d, f in ((-1, flip_w), (-2, flip_h)) if f]
+    if dims:
+        a = a.flip(dims)
+    return torch.rot90(a, int(k), dims=(-2, -1)) if k else a
+
+
+def _intensity_(x, draws):
+    b, c = x.shape[:2]
+    return x.mul_(draws["mult"].view(b, c, 1, 1).to(x.device)).add_(draws["add"].view(b, c, 1, 1).to(x.device))
+
+
+def augment_batch(x, gen, cfg: dict | None = None):
+    """Random flips / rot90 / per-channel brightness and contrast of a square float batch
+    (a copy), drawn from the ``torch.Generator`` ``gen``: the same seed, the same result.
+    :class:`Transform` applies the same draws faster (the turns while gathering the raw crops)."""
+    d = draw_augmentation(x.shape[0], x.shape[1], gen, cfg)
+    if x.shape[-1] != x.shape[-2]:
+        d["k"][:] = 0
+    out = x.clone()
+    for i in range(x.shape[0]):
+        if d["flip_w"][i] or d["flip_h"][i] or d["k"][i]:
+            out[i] = _dihedral(x[i], d["flip_w"][i], d["flip_h"][i], d["k"][i])
+    return _intensity_(out, d)
 
 
 @dataclass
 class Transform:
-    """raw array rows -> model input: normalise, pad to square, resize, (augment)."""
+    """raw array rows -> model input: (flip/turn,) normalise, pad to square, resize,
+    (brightness/contrast). Augmentation only when ``augment`` is given (training)."""
 
     normaliser: Normaliser
     image_size: int
@@ -203,13 +234,23 @@ class Transform:
     def __call__(self, raw: np.ndarray, index, device=None, gen=None, augment: dict | None = None):
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(raw[np.asarray(index)], dtype=np.float32))
+        index = np.asarray(index)
+        if augment is None:
+            batch = raw[index]
+        else:
+            d = draw_augmentation(len(index), raw.shape[1], gen, augment)
+            if raw.shape[-1] != raw.shape[-2]:
+                d["k"][:] = 0
+            batch = np.empty((len(index),) + raw.shape[1:], raw.dtype)
+            for i, j in enumerate(index):  # one strided copy per crop, at the raw dtype
+                batch[i] = _dihedral(raw[j], d["flip_w"][i], d["flip_h"][i], d["k"][i])
+        x = torch.from_numpy(batch.astype(np.float32))
         if device is not None:
             x = x.to(device)
-        x = self.normaliser.apply(x)
+        x = self.normaliser.apply(x, inplace=True)
         x = resize_batch(x, self.image_size)
         if augment is not None:
-            x = augment_batch(x, gen, augment)
+            x = _intensity_(x, d)
         return x
 
 

@@ -1,0 +1,134 @@
+"""Real snakemake runs of prediction on new plates, the way a user does it: a model trained in one
+run folder predicts a plate in another run folder (predict.model = the path of its model.json);
+and a model whose channels the new images lack stops the run before any job, with no output.
+
+Two 256 px demo plates (true masks stand in for segmentation, labels from the layout, no GT).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+import yaml
+
+from hcsflow.demo import DemoSpec, generate
+
+REPO = Path(__file__).resolve().parents[2]
+NEW = "Plate02"
+
+pytestmark = pytest.mark.workflow
+
+
+def _config(data: Path, **sections) -> dict:
+    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg = {
+        "demo": {"enabled": False},
+        "images": {**base["images"], "raw_dir": str(data / "raw"), "layout": str(data / "layout.xlsx")},
+        "gt": None,
+        "alignment": {"masks": str(data / "truth" / "{plate}" / "{image}.{compartment}.tif")},
+        "crops": {"types": ["nucleus"]},
+        "features": {"compartments": ["Cells", "Nuclei"], "texture": {"levels": 16, "angles": [0]}},
+        "labels": {"classes": {}, "thresholds": {}},
+    }
+    cfg.update(sections)
+    return cfg
+
+
+def _snakemake(workdir: Path, cfg: dict, *targets: str) -> subprocess.CompletedProcess:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), "--cores", "2", "--nolock", "--", *targets]
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=1200)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    work = tmp_path_factory.mktemp("predict_wf")
+    data = work / "demo_data"
+    generate(data, DemoSpec(n_plates=2, wells_per_condition=2, n_fields=1, image_size=256), progress=False)
+    # run 1: train a Random Forest on Plate01 (Plate02 kept out)
+    train_cfg = _config(data, classify={
+        "enabled": True, "classes": {"astro": ["astro"], "SHSY5Y": ["SHSY5Y"]},
+        "exclude_plates": [NEW], "split": {"fractions": {"train": 0.5, "valid": 0.0, "test": 0.5}},
+        "models": {"RF": {"estimator": "RandomForestClassifier", "params": {"n_estimators": 50}}},
+        "threads": 1})
+    proc = _snakemake(work / "train_run", train_cfg, "results/classify/RF/model.json")
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    model_json = work / "train_run" / "results" / "classify" / "RF" / "model.json"
+    # run 2, another folder: predict Plate02 with the saved model file
+    predict = {"model": str(model_json), "plates": [NEW], "batch_size": 16,
+               "colours": {"astro": "#00ff00", "SHSY5Y": "#ff00ff"}}
+    pred_cfg = _config(data, predict=predict)
+    out = "results/predict/RF"
+    images = sorted(p.name.split(".")[0] for p in (data / "truth" / NEW).glob("*.cells.tif"))
+    targets = [f"{out}/{f}" for f in ("results.csv", "image_summary.csv", "predictions.parquet",
+                                      "wells.parquet", f"heatmap_{NEW}.png")]
+    targets += [f"{out}/boxed/{NEW}/{im}.png" for im in images]
+    proc = _snakemake(work / "new_run", pred_cfg, *targets)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return work, data, model_json, images
+
+
+def test_a_saved_model_from_another_run_predicts_every_segmented_cell(runs):
+    work, data, _, images = runs
+    out = work / "new_run" / "results" / "predict" / "RF"
+    res = pd.read_csv(out / "results.csv")
+    assert list(res.columns) == ["plate", "image", "filename", "cell_id", "x1", "y1", "x2", "y2",
+                                 "pred_class", "class_name", "confidence"]
+    n_true = 0
+    for im in images:
+        true = tifffile.imread(data / "truth" / NEW / f"{im}.cells.tif")
+        ids = sorted(set(np.unique(true)) - {0})
+        n_true += len(ids)
+        got = res[res["image"] == im]
+        assert sorted(got["cell_id"]) == ids, im  # one row per segmented cell
+        one = got.iloc[0]
+        ys, xs = np.nonzero(true == one["cell_id"])
+        assert (one["x1"], one["y1"]) == (max(xs.min() - 5, 0), max(ys.min() - 5, 0))
+        assert (one["x2"], one["y2"]) == (min(xs.max() + 5, 255), min(ys.max() + 5, 255))
+    assert len(res) == n_true
+    assert set(res["pred_class"]) <= {0, 1} and set(res["class_name"]) <= {"astro", "SHSY5Y"}
+    assert ((res["pred_class"] == 0) == (res["class_name"] == "astro")).all()  # model.json class order
+    summary = pd.read_csv(out / "image_summary.csv")
+    assert summary["total_cells"].sum() == n_true
+    assert np.allclose(summary["Ratio_astro"] + summary["Ratio_SHSY5Y"], 1)
+    pred = pd.read_parquet(out / "predictions.parquet")
+    assert len(pred) == n_true and (pred["split"] == "predict").all()
+    # per-well calls match the layout for the monoculture wells
+    wells = pd.read_parquet(out / "wells.parquet")
+    layout = pred.groupby("Metadata_Well")["Metadata_Condition"].first()
+    mono = wells[wells["Metadata_Well"].map(layout).isin(["astro", "SHSY5Y"])]
+    assert len(mono) == 4
+    assert (mono["majority_class"] == mono["Metadata_Well"].map(layout)).all()
+    assert (out / f"heatmap_{NEW}.png").stat().st_size > 1000
+    # the boxed image: field + legend strip, and the box of the first cell in its class colour
+    from PIL import Image
+
+    first = res.iloc[0]
+    rgb = np.asarray(Image.open(out / "boxed" / NEW / f"{first['image']}.png").convert("RGB"))
+    assert rgb.shape == (256 + 24, 256, 3)
+    colour = {"astro": (0, 255, 0), "SHSY5Y": (255, 0, 255)}[first["class_name"]]
+    edge = rgb[first["y1"], first["x1"]:first["x2"] + 1]
+    assert first["confidence"] < 0.5 or (edge == colour).all(axis=1).mean() > 0.5
+
+
+def test_a_model_whose_channels_the_images_lack_stops_before_any_job(runs):
+    work, data, model_json, _ = runs
+    assert "Cy5" in json.loads(model_json.read_text())["channels"]
+    cfg = _config(data, predict={"model": str(model_json), "plates": [NEW]})
+    cfg["images"]["channels"] = ["DAPI", "FITC", "Cy3", "Cy7"]  # the new plate has no Cy5
+    run = work / "bad_run"
+    proc = _snakemake(run, cfg, "results/predict/RF/results.csv")
+    assert proc.returncode != 0
+    err = proc.stderr + proc.stdout
+    assert "model 'RF'" in err and "channel(s) ['Cy5']" in err
+    assert "images.channels" in err
+    assert not (run / "results").exists()  # nothing ran, nothing half-written
