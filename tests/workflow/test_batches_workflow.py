@@ -48,8 +48,11 @@ def _config(batch: dict) -> dict:
         "gt": {**base["gt"], "raw_dir": "demo_data/gt"},
         "segmentation": {
             **seg,
-            "cells": {**seg["cells"], "method": "threshold"},
-            "nuclei": {**seg["nuclei"], "method": "threshold"},
+            # classical method: no model (the schema's default stands in for `model`)
+            "cells": {**{k: v for k, v in seg["cells"].items() if k != "model"},
+                      "method": "threshold"},
+            "nuclei": {**{k: v for k, v in seg["nuclei"].items() if k != "model"},
+                       "method": "threshold"},
             "train": {**seg["train"], "cellpose": {**seg["train"]["cellpose"], "enabled": False},
                       "stardist": {**seg["train"]["stardist"], "enabled": False}},
             "evaluate": {**seg["evaluate"], "enabled": False},
