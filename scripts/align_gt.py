@@ -10,10 +10,10 @@ from hcsflow.alignment import (
     qc_figure,
     read_masks,
 )
+from hcsflow.batches import optional_per_image, split_per_image
 from hcsflow.features import image_features, image_metadata
 from hcsflow.ingest import read_image_table
 from hcsflow.io import read_image, save_figure, write_labels, write_table, write_tiff
-from hcsflow.batches import optional_per_image, split_per_image
 from hcsflow.runner import for_each_image, rule_logging
 
 with rule_logging(snakemake) as log:

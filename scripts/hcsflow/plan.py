@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hcsflow import models
-from hcsflow import segtrain
+from hcsflow import models, segtrain
 
 # What StarDist 0.9.2 (csbdeep 0.8.2, Keras 3) writes into a model folder.
 STARDIST_FILES = ("config.json", "thresholds.json", "weights_best.h5")
