@@ -14,10 +14,11 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONPYCACHEPREFIX ?= $(HOME)/.cache/hcsflow/pycache
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: venv demo test test-fast test-slurm bench lint format install-profile dryrun lock clean help
+.PHONY: venv demo report test test-fast test-slurm bench lint format install-profile dryrun lock clean help
 
 help:
 	@echo "make demo        set up .venv, then run the whole workflow on the synthetic demo plate"
+	@echo "make report      after make demo: report.html (figures and tables with captions, by stage)"
 	@echo "make test        set up .venv, then run the test suite (unit + real snakemake runs)"
 	@echo "make test-slurm  run the workflow through a real one-node SLURM on this machine (root)"
 	@echo "make bench       benchmarks (seconds, peak memory) -> benchmarks/"
@@ -49,6 +50,11 @@ lock:
 demo: venv
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES)
 	@echo "Demo finished: see results/ (README, section 'Outputs')."
+
+# The HTML report of the demo run (run `make demo` first): one self-contained report.html.
+report: venv
+	$(BIN)/snakemake --profile profiles/local --report report.html
+	@echo "Open report.html in a browser."
 
 dryrun: venv
 	$(BIN)/snakemake -n --profile profiles/local

@@ -36,14 +36,19 @@ except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
 
+# `snakemake --report report.html` (make report): the figures marked with report(...) in the rule
+# files, with their captions (report/*.rst), grouped by stage.
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 
 
 rule all:
+    default_target: True
     # Each stage's .smk file adds its final outputs to ALL_TARGETS.
     input:
         lambda wildcards: ALL_TARGETS,
-    default_target: True
 
 
 # Stage files in pipeline order (a stage may use what an earlier one defines).
@@ -55,3 +60,5 @@ include: "rules/features.smk"
 include: "rules/labels.smk"
 include: "rules/classify.smk"
 include: "rules/deep.smk"
+# Prediction uses the models of every stage above: keep it the last stage file.
+include: "rules/predict.smk"

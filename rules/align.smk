@@ -28,21 +28,21 @@ for _L in GT_BATCH_LAYOUTS:
             table=_L.outputs(_ALIGNED, kind="shift.parquet"),
             gt_features=_L.outputs(_ALIGNED, kind="gt_features.parquet"),
             qc=_L.outputs(_ALIGNED, kind="qc.png"),
+        log:
+            batch_log(_L.rule_name("align_gt")),
         wildcard_constraints:
             **_L.constraints(),
+        conda:
+            "../envs/features.yaml"
+        threads: 1
+        resources:
+            mem_mb=lambda wc, attempt: 3000 * attempt,
+            runtime=batch_runtime(_L, 1),
         params:
             images=batch_images(_L),
             alignment=config["alignment"],
             channels=config["images"]["channels"],
             gt_channels=(config.get("gt") or {}).get("channels", []),
             project_z=config["images"].get("project_z", "max"),
-        log:
-            batch_log(_L.rule_name("align_gt")),
-        threads: 1
-        resources:
-            mem_mb=lambda wc, attempt: 3000 * attempt,
-            runtime=batch_runtime(_L, 1),
-        conda:
-            "../envs/features.yaml"
         script:
             "../scripts/align_gt.py"

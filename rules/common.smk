@@ -96,10 +96,7 @@ def gt_files(wildcards):
 def per_image(pattern, table=None, **fmt):
     """``pattern`` formatted for every image (``{plate}``, ``{image}`` and any ``fmt`` keys)."""
     table = IMAGES if table is None else table
-    return [
-        pattern.format(plate=p, image=i, **fmt)
-        for p, i in zip(table["plate"], table["image"])
-    ]
+    return [pattern.format(plate=p, image=i, **fmt) for p, i in zip(table["plate"], table["image"])]
 
 
 def images_with_gt():
@@ -217,7 +214,9 @@ def _seg_images(split_names):
 
 
 def _seg_env(target):
-    return "../envs/stardist.yaml" if SEG[target]["method"] == "stardist" else "../envs/cellpose.yaml"
+    return (
+        "../envs/stardist.yaml" if SEG[target]["method"] == "stardist" else "../envs/cellpose.yaml"
+    )
 
 
 def _seg_resources(target, layout):
@@ -336,6 +335,8 @@ def batch_runtime(layout, per_image_min, base_min=5):
 
 def batch_log(rule_name):
     return f"{LOGS}/{rule_name}/{{plate}}/{{batch}}.log"
+
+
 # ---- classify (issue 10: rules/classify.smk) ----------------------------------------------------
 from hcsflow.trainset import ClassifyError, check_config as check_classify_config
 
@@ -355,9 +356,7 @@ CLASSICAL_MODELS = list(CLASSIFY.get("models", {})) if CLASSIFY_ENABLED else []
 # wildcard of its own training rule to them, as train_classifier does for CLASSICAL_MODELS.
 CLASSIFY_MODELS = list(CLASSICAL_MODELS)
 # Plates whose units are in results/classify/units.parquet (one plate map per plate and model).
-CLASSIFY_PLATES = [
-    p for p in PLATES if p not in set(map(str, CLASSIFY.get("exclude_plates", [])))
-]
+CLASSIFY_PLATES = [p for p in PLATES if p not in set(map(str, CLASSIFY.get("exclude_plates", [])))]
 
 
 def classify_model_regex(names):

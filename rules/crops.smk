@@ -9,8 +9,9 @@ for _ct in config["crops"]["types"]:
     ALL_TARGETS.extend(per_image(_CROPS, crop_type=_ct, ext="npz"))
     ALL_TARGETS.extend(per_image(_CROPS, crop_type=_ct, ext="index.parquet"))
     if config["crops"]["export_tiff"]:
-        ALL_TARGETS.extend(per_image(f"{RESULTS}/{{plate}}/crops_tiff/{{crop_type}}/{{image}}",
-                                     crop_type=_ct))
+        ALL_TARGETS.extend(
+            per_image(f"{RESULTS}/{{plate}}/crops_tiff/{{crop_type}}/{{image}}", crop_type=_ct)
+        )
 
 
 _CROP_TYPES = list(config["crops"]["types"])
@@ -32,10 +33,20 @@ if _CROP_TYPES:
                 # type-major: every image of the first crop type, then of the second, ...
                 crops=[f for ct in _CROP_TYPES for f in _L.outputs(_CROPS, crop_type=ct, ext="npz")],
                 index=[
-                    f for ct in _CROP_TYPES for f in _L.outputs(_CROPS, crop_type=ct, ext="index.parquet")
+                    f
+                    for ct in _CROP_TYPES
+                    for f in _L.outputs(_CROPS, crop_type=ct, ext="index.parquet")
                 ],
+            log:
+                batch_log(_L.rule_name("crop_rois")),
             wildcard_constraints:
                 **_L.constraints(),
+            conda:
+                "../envs/features.yaml"
+            threads: 1
+            resources:
+                mem_mb=lambda wc, attempt: 4000 * attempt,
+                runtime=batch_runtime(_L, 2),
             params:
                 images=batch_images(_L),
                 crop_types=_CROP_TYPES,
@@ -43,14 +54,6 @@ if _CROP_TYPES:
                 channels=config["images"]["channels"],
                 project_z=config["images"].get("project_z", "max"),
                 min_nucleus_overlap=config["alignment"]["min_nucleus_overlap"],
-            log:
-                batch_log(_L.rule_name("crop_rois")),
-            threads: 1
-            resources:
-                mem_mb=lambda wc, attempt: 4000 * attempt,
-                runtime=batch_runtime(_L, 2),
-            conda:
-                "../envs/features.yaml"
             script:
                 "../scripts/crop_rois.py"
 
@@ -60,15 +63,15 @@ if _CROP_TYPES:
             crops=f"{RESULTS}/{{plate}}/crops/{{crop_type}}/{{image}}.npz",
         output:
             directory(f"{RESULTS}/{{plate}}/crops_tiff/{{crop_type}}/{{image}}"),
-        wildcard_constraints:
-            crop_type="cell|nucleus|nucleocentric|bbox",
         log:
             f"{LOGS}/export_crop_tiffs/{{crop_type}}/{{plate}}/{{image}}.log",
+        wildcard_constraints:
+            crop_type="cell|nucleus|nucleocentric|bbox",
+        conda:
+            "../envs/features.yaml"
         threads: 1
         resources:
             mem_mb=2000,
             runtime=10,
-        conda:
-            "../envs/features.yaml"
         script:
             "../scripts/export_crop_tiffs.py"

@@ -19,22 +19,22 @@ for _L in BATCH_LAYOUTS:
             images=f"{RESULTS}/images.tsv",
         output:
             tables=_L.outputs(_FEATURES),
+        log:
+            batch_log(_L.rule_name("extract_features")),
         wildcard_constraints:
             **_L.constraints(),
+        conda:
+            "../envs/features.yaml"
+        threads: 1
+        resources:
+            mem_mb=lambda wc, attempt: 4000 * attempt,
+            runtime=batch_runtime(_L, 3),
         params:
             images=batch_images(_L),
             features=config["features"],
             channels=config["images"]["channels"],
             project_z=config["images"].get("project_z", "max"),
             min_nucleus_overlap=config["alignment"]["min_nucleus_overlap"],
-        log:
-            batch_log(_L.rule_name("extract_features")),
-        threads: 1
-        resources:
-            mem_mb=lambda wc, attempt: 4000 * attempt,
-            runtime=batch_runtime(_L, 3),
-        conda:
-            "../envs/features.yaml"
         script:
             "../scripts/extract_features.py"
 
@@ -47,12 +47,12 @@ rule merge_plate_features:
         f"{RESULTS}/{{plate}}/features.parquet",
     log:
         f"{LOGS}/merge_plate_features/{{plate}}.log",
+    conda:
+        "../envs/features.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=30,
-    conda:
-        "../envs/features.yaml"
     script:
         "../scripts/merge_features.py"
 
@@ -65,11 +65,11 @@ rule merge_features:
         f"{RESULTS}/features.parquet",
     log:
         f"{LOGS}/merge_features.log",
+    conda:
+        "../envs/features.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 16000 * attempt,
         runtime=30,
-    conda:
-        "../envs/features.yaml"
     script:
         "../scripts/merge_features.py"

@@ -1,5 +1,6 @@
 # Demo plate generation and ingest (the source works' "rename", done without touching raw files).
 
+
 localrules:
     ingest,
     validate_images,
@@ -21,16 +22,16 @@ if config["demo"]["enabled"]:
             layout=f"{_DEMO_OUT}/layout.xlsx",
             cells=f"{_DEMO_OUT}/truth/cells.tsv",
             shifts=f"{_DEMO_OUT}/truth/shifts.tsv",
-        params:
-            demo=config["demo"],
         log:
             f"{LOGS}/demo_plate.log",
+        conda:
+            "../envs/ingest.yaml"
         threads: 1
         resources:
             mem_mb=2000,
             runtime=15,
-        conda:
-            "../envs/ingest.yaml"
+        params:
+            demo=config["demo"],
         script:
             "../scripts/demo_plate.py"
 
@@ -43,19 +44,19 @@ rule validate_images:
         layout=plate_layout,
     output:
         f"{RESULTS}/{{plate}}/validation.tsv",
+    log:
+        f"{LOGS}/validate_images/{{plate}}.log",
+    conda:
+        "../envs/ingest.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         table=_plate_table,
         channels=config["images"]["channels"],
         gt_channels=(config.get("gt") or {}).get("channels", []),
         layout_sheet=config["images"]["layout_sheet"],
-    log:
-        f"{LOGS}/validate_images/{{plate}}.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    conda:
-        "../envs/ingest.yaml"
     script:
         "../scripts/validate_images.py"
 
@@ -71,18 +72,21 @@ rule ingest:
         table=f"{RESULTS}/images.tsv",
         # one folder of canonical links per plate (and per plate with GT); see raw_files()
         links=[directory(f"{RESULTS}/{plate}/raw") for plate in PLATES],
-        gt_links=[directory(f"{RESULTS}/{plate}/gt") for plate in sorted(images_with_gt()["plate"].unique())],
-    params:
-        # the results folder, from the output path (snakemake --lint: no hard-coded prefixes)
-        results=lambda wildcards, output: str(Path(output.table).parent),
-        listing=DEMO_FILES,
+        gt_links=[
+            directory(f"{RESULTS}/{plate}/gt")
+            for plate in sorted(images_with_gt()["plate"].unique())
+        ],
     log:
         f"{LOGS}/ingest.log",
+    conda:
+        "../envs/ingest.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../envs/ingest.yaml"
+    params:
+        # the results folder, from the output path (snakemake --lint: no hard-coded prefixes)
+        results=lambda wildcards, output: str(Path(output.table).parent),
+        listing=DEMO_FILES,
     script:
         "../scripts/ingest.py"

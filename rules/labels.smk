@@ -12,16 +12,16 @@ rule gt_labels:
         labels=f"{RESULTS}/labels.parquet",
         thresholds=f"{RESULTS}/labels_thresholds.tsv",
         scatter=f"{RESULTS}/labels_scatter.png",
-    params:
-        labels=config["labels"],
-        gt_channels=(config.get("gt") or {}).get("channels", []),
     log:
         f"{LOGS}/gt_labels.log",
+    conda:
+        "../envs/features.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=30,
-    conda:
-        "../envs/features.yaml"
+    params:
+        labels=config["labels"],
+        gt_channels=(config.get("gt") or {}).get("channels", []),
     script:
         "../scripts/gt_labels.py"

@@ -20,20 +20,23 @@ rule fetch_models:
     output:
         cellpose=[str(hcs_models.cellpose_weights_path(n, SEG_MODELS_DIR)) for n in SEG_FETCH_CP]
         + [str(hcs_models.cellpose_size_path(n, SEG_MODELS_DIR)) for n in SEG_FETCH_CP],
-        stardist=[str(hcs_models.stardist_model_dir(n, SEG_MODELS_DIR) / "config.json") for n in SEG_FETCH_SD],
+        stardist=[
+            str(hcs_models.stardist_model_dir(n, SEG_MODELS_DIR) / "config.json")
+            for n in SEG_FETCH_SD
+        ],
+    log:
+        f"{LOGS}/fetch_models.log",
+    conda:
+        "../envs/stardist.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         cellpose=SEG_FETCH_CP,
         stardist=SEG_FETCH_SD,
         # a local rule (login node): the folder is where jobs look for the weights
         models_dir=lambda wildcards: SEG_MODELS_DIR,
-    log:
-        f"{LOGS}/fetch_models.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    conda:
-        "../envs/stardist.yaml"
     script:
         "../scripts/fetch_models.py"
 
@@ -48,7 +51,9 @@ SEG_TRAINING = SEG_SPLIT is not None and (
 
 if SEG_TRAIN["cellpose"]["enabled"] or SEG_TRAIN["stardist"]["enabled"]:
     if SEG_SPLIT is None:
-        raise WorkflowError("segmentation.train.*.enabled needs segmentation.train.masks (a path template)")
+        raise WorkflowError(
+            "segmentation.train.*.enabled needs segmentation.train.masks (a path template)"
+        )
 
 # Targets with a training rule: each needs only its own true masks (StarDist alone: nuclei only).
 SEG_TRAIN_TARGETS = [
@@ -62,26 +67,28 @@ if SEG_TRAINING:
         input:
             images=[f for files in _seg_images(["train", "valid"])["raw_files"] for f in files],
             masks=[
-                f for t in SEG_TRAIN_TARGETS for f in _seg_truth_files(_seg_images(["train", "valid"]), t)
+                f
+                for t in SEG_TRAIN_TARGETS
+                for f in _seg_truth_files(_seg_images(["train", "valid"]), t)
             ],
             validated=validated_plates(_seg_images(["train", "valid"])),
         output:
             **{t: f"{RESULTS}/segmentation/training/{t}.npz" for t in SEG_TRAIN_TARGETS},
             split=f"{RESULTS}/segmentation/training/split.tsv",
+        log:
+            f"{LOGS}/prepare_seg_training.log",
+        conda:
+            "../envs/cellpose.yaml"
+        threads: 1
+        resources:
+            mem_mb=lambda wc, attempt: 4000 * attempt,
+            runtime=30,
         params:
             targets=SEG_TRAIN_TARGETS,
             table=_seg_images(["train", "valid", "test"]).to_dict("records"),
             seg=_seg_subset("min_contrast", "threshold", "cells", "nuclei", train_masks=True),
             channels=config["images"]["channels"],
             project_z=config["images"].get("project_z", "max"),
-        log:
-            f"{LOGS}/prepare_seg_training.log",
-        threads: 1
-        resources:
-            mem_mb=lambda wc, attempt: 4000 * attempt,
-            runtime=30,
-        conda:
-            "../envs/cellpose.yaml"
         script:
             "../scripts/prepare_seg_training.py"
 
@@ -97,21 +104,21 @@ if SEG_TRAIN["cellpose"]["enabled"]:
             model=SEG_CP_TRAINED,
             history=f"{SEG_CP_TRAINED}.history.tsv",
             curve=f"{SEG_CP_TRAINED}.curve.png",
-        params:
-            train=SEG_TRAIN["cellpose"],
-            models_dir=SEG_MODELS_DIR,
-            gpu=SEG["gpu"],
         log:
             f"{LOGS}/train_cellpose.log",
         # Training is on the critical path: start it before the many per-image jobs.
         priority: 50
+        conda:
+            "../envs/cellpose.yaml"
         threads: SEG["train_threads"]
         resources:
             mem_mb=8000,
             runtime=240,
             gpu=1 if SEG["gpu"] else 0,
-        conda:
-            "../envs/cellpose.yaml"
+        params:
+            train=SEG_TRAIN["cellpose"],
+            models_dir=SEG_MODELS_DIR,
+            gpu=SEG["gpu"],
         script:
             "../scripts/train_cellpose.py"
 
@@ -126,18 +133,18 @@ if SEG_TRAIN["stardist"]["enabled"]:
             model=[f"{SEG_SD_TRAINED}/{f}" for f in SEG_SD_FILES],
             history=f"{SEG_SD_TRAINED}.history.tsv",
             curve=f"{SEG_SD_TRAINED}.curve.png",
-        params:
-            train=SEG_TRAIN["stardist"],
         log:
             f"{LOGS}/train_stardist.log",
         # Training is on the critical path: start it before the many per-image jobs.
         priority: 50
+        conda:
+            "../envs/stardist.yaml"
         threads: SEG["train_threads"]
         resources:
             mem_mb=8000,
             runtime=240,
-        conda:
-            "../envs/stardist.yaml"
+        params:
+            train=SEG_TRAIN["stardist"],
         script:
             "../scripts/train_stardist.py"
 
@@ -159,8 +166,15 @@ if SEG["nuclei"]["method"] != "none":
                 model=_seg_model_input("nuclei"),
             output:
                 masks=_L.outputs(_SEG_MASK, target="nuclei"),
+            log:
+                batch_log(_L.rule_name("segment_nuclei")),
             wildcard_constraints:
                 **_L.constraints(),
+            conda:
+                _seg_env("nuclei")
+            threads: SEG["threads"]
+            resources:
+                **_seg_resources("nuclei", _L),
             params:
                 images=batch_images(_L),
                 seg=_seg_subset(*SEG_SPEC_KEYS),
@@ -169,13 +183,6 @@ if SEG["nuclei"]["method"] != "none":
                 ),
                 channels=config["images"]["channels"],
                 project_z=config["images"].get("project_z", "max"),
-            log:
-                batch_log(_L.rule_name("segment_nuclei")),
-            threads: SEG["threads"]
-            resources:
-                **_seg_resources("nuclei", _L),
-            conda:
-                _seg_env("nuclei")
             script:
                 "../scripts/segment_nuclei.py"
 
@@ -183,7 +190,9 @@ if SEG["nuclei"]["method"] != "none":
 
 
 if SEG["cells"]["method"] != "none":
-    _SEG_CELLS_SEEDS = SEG["cells"]["method"] == "threshold" and SEG["cells"]["nuclear_channel"] is not None
+    _SEG_CELLS_SEEDS = (
+        SEG["cells"]["method"] == "threshold" and SEG["cells"]["nuclear_channel"] is not None
+    )
     if _SEG_CELLS_SEEDS and SEG["nuclei"]["method"] == "none":
         raise WorkflowError(
             "segmentation.cells.method 'threshold' with a nuclear_channel grows cells from the nuclei "
@@ -204,8 +213,15 @@ if SEG["cells"]["method"] != "none":
                 nuclei=batch_files(_L, seg_mask_of, "nuclei") if _SEG_CELLS_SEEDS else [],
             output:
                 masks=_L.outputs(_SEG_MASK, target="cells"),
+            log:
+                batch_log(_L.rule_name("segment_cells")),
             wildcard_constraints:
                 **_L.constraints(),
+            conda:
+                _seg_env("cells")
+            threads: SEG["threads"]
+            resources:
+                **_seg_resources("cells", _L),
             params:
                 images=batch_images(_L),
                 seg=_seg_subset(*SEG_SPEC_KEYS),
@@ -214,13 +230,6 @@ if SEG["cells"]["method"] != "none":
                 ),
                 channels=config["images"]["channels"],
                 project_z=config["images"].get("project_z", "max"),
-            log:
-                batch_log(_L.rule_name("segment_cells")),
-            threads: SEG["threads"]
-            resources:
-                **_seg_resources("cells", _L),
-            conda:
-                _seg_env("cells")
             script:
                 "../scripts/segment_cells.py"
 
@@ -234,20 +243,25 @@ if SEG_TARGETS:
     rule count_objects:
         """Cells / nuclei per image and their sizes (results/segmentation/counts.tsv)."""
         input:
-            masks=[m for t in SEG_TARGETS for m in per_image(f"{RESULTS}/{{plate}}/masks/{t}/{{image}}.tif")],
+            masks=[
+                m
+                for t in SEG_TARGETS
+                for m in per_image(f"{RESULTS}/{{plate}}/masks/{t}/{{image}}.tif")
+            ],
         output:
             f"{RESULTS}/segmentation/counts.tsv",
-        params:
-            table=IMAGES[["plate", "image", "well", "field"]].to_dict("records"),
-            targets=SEG_TARGETS,
         log:
             f"{LOGS}/count_objects.log",
+        conda:
+            "../envs/cellpose.yaml"
         threads: 1
         resources:
             mem_mb=2000,
             runtime=30,
-        conda:
-            "../envs/cellpose.yaml"
+        params:
+            table=IMAGES[["plate", "image", "well", "field"]].to_dict("records"),
+            targets=SEG_TARGETS,
+            results=lambda wildcards, output: str(Path(output[0]).parents[1]),
         script:
             "../scripts/count_objects.py"
 
@@ -257,8 +271,12 @@ if SEG_TARGETS:
 # ---- evaluation -------------------------------------------------------------------------------
 if SEG_EVAL["enabled"] and SEG_TARGETS:
     if SEG_SPLIT is None:
-        raise WorkflowError("segmentation.evaluate.enabled needs segmentation.train.masks (true masks)")
-    SEG_EVAL_IMAGES = _seg_images(["test"] if SEG_EVAL["images"] == "test" else ["train", "valid", "test"])
+        raise WorkflowError(
+            "segmentation.evaluate.enabled needs segmentation.train.masks (true masks)"
+        )
+    SEG_EVAL_IMAGES = _seg_images(
+        ["test"] if SEG_EVAL["images"] == "test" else ["train", "valid", "test"]
+    )
     if SEG_EVAL_IMAGES.empty:
         raise WorkflowError(
             "segmentation.evaluate: no held-out (test) images; raise train.split.test_fraction, "
@@ -283,33 +301,44 @@ if SEG_EVAL["enabled"] and SEG_TARGETS:
                 output:
                     cells=_L.outputs(_SEG_BASE, target="cells"),
                     nuclei=_L.outputs(_SEG_BASE, target="nuclei"),
+                log:
+                    batch_log(_L.rule_name("segment_baseline")),
                 wildcard_constraints:
                     **_L.constraints(),
+                conda:
+                    "../envs/cellpose.yaml"
+                threads: 1
+                resources:
+                    mem_mb=2000,
+                    runtime=batch_runtime(_L, 1),
                 params:
                     images=batch_images(_L),
                     seg=_seg_subset("min_contrast", "threshold", "cells", "nuclei"),
                     channels=config["images"]["channels"],
                     project_z=config["images"].get("project_z", "max"),
-                log:
-                    batch_log(_L.rule_name("segment_baseline")),
-                threads: 1
-                resources:
-                    mem_mb=2000,
-                    runtime=batch_runtime(_L, 1),
-                conda:
-                    "../envs/cellpose.yaml"
                 script:
                     "../scripts/segment_baseline.py"
 
     rule evaluate_segmentation:
         """Pixel and instance metrics against true masks, per image and summarised; overlays."""
         input:
-            pred=[m for t in SEG_TARGETS for m in per_image(f"{RESULTS}/{{plate}}/masks/{t}/{{image}}.tif", SEG_EVAL_IMAGES)],
-            baseline=[
-                b for t in SEG_TARGETS
-                for b in per_image(f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.{t}.tif", SEG_EVAL_IMAGES)
-            ]
-            if SEG_BASELINE else [],
+            pred=[
+                m
+                for t in SEG_TARGETS
+                for m in per_image(f"{RESULTS}/{{plate}}/masks/{t}/{{image}}.tif", SEG_EVAL_IMAGES)
+            ],
+            baseline=(
+                [
+                    b
+                    for t in SEG_TARGETS
+                    for b in per_image(
+                        f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.{t}.tif",
+                        SEG_EVAL_IMAGES,
+                    )
+                ]
+                if SEG_BASELINE
+                else []
+            ),
             # only the evaluated targets' true masks (nuclei-only runs need no true cell masks)
             truth=sorted(set(f for t in SEG_TARGETS for f in _seg_truth_files(SEG_EVAL_IMAGES, t))),
             images=[f for files in SEG_EVAL_IMAGES["raw_files"] for f in files],
@@ -318,22 +347,25 @@ if SEG_EVAL["enabled"] and SEG_TARGETS:
             per_image=f"{RESULTS}/segmentation/eval/per_image.tsv",
             summary=f"{RESULTS}/segmentation/eval/summary.tsv",
             overlays=directory(f"{RESULTS}/segmentation/eval/overlays"),
+        log:
+            f"{LOGS}/evaluate_segmentation.log",
+        conda:
+            "../envs/cellpose.yaml"
+        threads: 1
+        resources:
+            mem_mb=lambda wc, attempt: 4000 * attempt,
+            runtime=30,
         params:
             table=SEG_EVAL_IMAGES.to_dict("records"),
             seg=_seg_subset("cells", "nuclei", "evaluate", train_masks=True),
             targets=SEG_TARGETS,
             project_z=config["images"].get("project_z", "max"),
-        log:
-            f"{LOGS}/evaluate_segmentation.log",
-        threads: 1
-        resources:
-            mem_mb=lambda wc, attempt: 4000 * attempt,
-            runtime=30,
-        conda:
-            "../envs/cellpose.yaml"
         script:
             "../scripts/evaluate_segmentation.py"
 
     ALL_TARGETS.extend(
-        [f"{RESULTS}/segmentation/eval/per_image.tsv", f"{RESULTS}/segmentation/eval/summary.tsv"]
+        [
+            f"{RESULTS}/segmentation/eval/per_image.tsv",
+            f"{RESULTS}/segmentation/eval/summary.tsv",
+        ]
     )

@@ -33,7 +33,7 @@ with rule_logging(snakemake) as log:
         return select_channels(data["crops"], channels, info["channels"]), meta
 
     images = [
-        {"plate": wc.plate, "image": im, "filename": raw[0], "crops": crops, "index": index,
+        {"plate": wc.plate, "image": im, "filename": raw, "crops": crops, "index": index,
          "metadata": image_metadata(table, wc.plate, im), "cells": lambda p=cells: read_labels(p)}
         for im, raw, crops, index, cells in zip(par.images, par.raw_first, inp.crops, inp.index,
                                                 inp.cells, strict=True)

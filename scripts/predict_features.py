@@ -20,7 +20,7 @@ with rule_logging(snakemake) as log:
         return features, features[[c for c in features.columns if c.startswith("Metadata_")]]
 
     images = [
-        {"plate": wc.plate, "image": im, "filename": raw[0], "features": feat,
+        {"plate": wc.plate, "image": im, "filename": raw, "features": feat,
          "metadata": image_metadata(table, wc.plate, im), "cells": lambda p=cells: read_labels(p)}
         for im, raw, feat, cells in zip(par.images, par.raw_first, inp.features, inp.cells, strict=True)
     ]

@@ -120,11 +120,10 @@ def _check_segmentation(config: dict) -> list[str]:
         ("nuclei", "stardist", "stardist"),
     ):
         sec = seg.get(target, {})
-        if str(sec.get("model")) != "trained" or sec.get("method") == "none":
+        # the model key only matters for the learned methods (threshold ignores it)
+        if str(sec.get("model")) != "trained" or sec.get("method") not in ("cellpose", "stardist"):
             continue
-        if sec.get("method") not in ("cellpose", "stardist") or (target == "cells") != (
-            sec.get("method") == "cellpose"
-        ):
+        if (target == "cells") != (sec.get("method") == "cellpose"):
             problems.append(
                 f"segmentation.{target}.model: trained exists only for cells with cellpose and nuclei "
                 f"with stardist (segmentation.{target}.method is {sec.get('method')}); give a model "

@@ -7,10 +7,16 @@ feature region for nuclear masks). Columns follow ``{Compartment}_{Channel}_{Fea
 ``{Compartment}_AreaShape_{Feature}`` for shape; ``Image_Count_Cells`` is the number of cells in
 the field (the seed's ``true_density``).
 
-Everything is computed per object on its bounding-box slice (``scipy.ndimage.find_objects``), so
-the cost is linear in image size plus objects. Errors are not swallowed (the seed's texture script
-had ``except: pass``): degenerate objects (a single pixel, a constant region) get NaN or the
-documented value, and anything unexpected raises.
+All objects of a compartment are measured at once (issue 14): the object pixels are sorted by
+label once (:class:`PixelTable`); intensity statistics are segment reductions over that order;
+area, extent, moments and both perimeters are label-indexed sums; one convex hull per object
+(a monotone chain, no qhull) gives convex area, solidity and max Feret diameter; GLCM texture of
+every object comes from its pixel pairs (:mod:`hcsflow.texture`). Values equal scikit-image's
+``regionprops`` and ``graycoprops``; the per-object building blocks below (``intensity_stats``,
+``quantize``, ``glcm_features``) are kept as the reference the tests compare against. Texture
+``mode: nucleocentric_patch`` reproduces the nucleocentric scripts' GLCM (see docs/features.md).
+Errors are not swallowed (the seed's texture script had ``except: pass``): degenerate objects (a
+single pixel, a constant region) get NaN or the documented value, and anything unexpected raises.
 """
 
 from __future__ import annotations
@@ -284,17 +290,32 @@ def _quantize_segments(values, seg, lo, hi, levels):
 # ----------------------------------------------------------------------------------------------
 # shape
 # ----------------------------------------------------------------------------------------------
+def _chain(ys, xs, sign):
+    """Monotone chain over points sorted by y: the convex minorant of x(y) (``sign`` 1, the left
+    boundary of their hull) or the concave majorant (``sign`` -1, the right boundary)."""
+    hy, hx = [], []
+    for y, x in zip(ys, xs, strict=True):
+        while len(hy) >= 2 and sign * ((hy[-1] - hy[-2]) * (x - hx[-2]) - (hx[-1] - hx[-2]) * (y - hy[-2])) <= 0:
+            hy.pop()
+            hx.pop()
+        hy.append(y)
+        hx.append(x)
+    return np.asarray(hy, np.float64), np.asarray(hx, np.float64)
+
+
 def _convex_area_feret(img: np.ndarray) -> tuple[int, float]:
     """Convex area and max Feret diameter of one object (its bounding-box crop), from one hull.
 
     The hull is ``skimage.morphology.convex_hull_image``'s: the hull of the pixels' edge
-    midpoints (``offset_coordinates``; only the first/last pixel of each row are candidates),
-    pixel centres on its border included. Each row of the hull image is one interval, read off
-    the hull's half-planes. The max Feret diameter is regionprops': the largest distance between
-    the 0.5-level contour points of the hull image, i.e. the midpoints between the first/last
-    inside pixel of each row and column and their outside neighbours.
+    midpoints (``offset_coordinates``), i.e. the hull ``H`` of the pixel centres grown by the
+    diamond of radius 0.5, pixel centres on its border included. ``H``'s left and right
+    boundaries come from a monotone chain over the first/last pixel of each row; since their
+    vertices lie on integer rows, the grown hull's left end on row ``r`` is
+    ``min(L(r) - 0.5, L(r - 0.5), L(r + 0.5))`` (right end likewise). The max Feret diameter is
+    regionprops': the largest distance between the 0.5-level contour points of the hull image,
+    i.e. the midpoints between the first/last inside pixel of each row and column and their
+    outside neighbours.
     """
-    from scipy.spatial import ConvexHull
     from scipy.spatial.distance import pdist
 
     h, w = img.shape
@@ -302,23 +323,24 @@ def _convex_area_feret(img: np.ndarray) -> tuple[int, float]:
     sub = img[rows]
     cmin = sub.argmax(axis=1)
     cmax = w - 1 - sub[:, ::-1].argmax(axis=1)
-    r = np.concatenate([rows, rows]).astype(np.float64)
-    c = np.concatenate([cmin, cmax]).astype(np.float64)
-    pts = np.concatenate([np.stack([r - 0.5, c], 1), np.stack([r + 0.5, c], 1),
-                          np.stack([r, c - 0.5], 1), np.stack([r, c + 0.5], 1)])
-    span = 2 * w + 4
-    key = np.unique((pts[:, 0] * 2).astype(np.int64) * span + (pts[:, 1] * 2 + 2).astype(np.int64))
-    pts = np.stack([(key // span) / 2.0, (key % span - 2) / 2.0], axis=1)
-    eq = ConvexHull(pts).equations  # n . x + offset <= 0 inside
-    # per row, the columns c with n0 * r + n1 * c + off <= tol for every facet: an interval
-    rr = np.arange(h, dtype=np.float64)[:, None]
-    rhs = 1e-9 - eq[:, 2] - eq[:, 0] * rr  # n1 * c <= rhs
-    n1 = eq[:, 1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        bound = rhs / n1
-    hi = np.minimum(np.floor(np.where(n1 > 0, bound, np.inf).min(axis=1)), w - 1)
-    lo = np.maximum(np.ceil(np.where(n1 < 0, bound, -np.inf).max(axis=1)), 0)
-    ok = np.where(n1 == 0, rhs >= 0, True).all(axis=1) & (lo <= hi)
+    ry = rows.tolist()
+    ly, lx = _chain(ry, cmin.tolist(), 1)
+    gy, gx = _chain(ry, cmax.tolist(), -1)
+    r = np.arange(h, dtype=np.float64)
+    y0, y1 = float(rows[0]), float(rows[-1])
+
+    def edge(cy, cx, y, outside):
+        v = np.interp(y, cy, cx)
+        return np.where((y < y0) | (y > y1), outside, v)
+
+    lo = np.minimum(np.minimum(edge(ly, lx, r, np.inf) - 0.5, edge(ly, lx, r - 0.5, np.inf)),
+                    edge(ly, lx, r + 0.5, np.inf))
+    hi = np.maximum(np.maximum(edge(gy, gx, r, -np.inf) + 0.5, edge(gy, gx, r - 0.5, -np.inf)),
+                    edge(gy, gx, r + 0.5, -np.inf))
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    lo = np.maximum(np.ceil(np.where(ok, lo, 0) - 1e-9), 0)
+    hi = np.minimum(np.floor(np.where(ok, hi, -1) + 1e-9), w - 1)
+    ok &= lo <= hi
     area = int((hi - lo + 1)[ok].sum())
     inside = ok[:, None] & (np.arange(w) >= lo[:, None]) & (np.arange(w) <= hi[:, None])
     cols = np.flatnonzero(inside.any(axis=0))

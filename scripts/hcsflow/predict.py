@@ -415,7 +415,7 @@ def legend_strip(width: int, colours: dict, threshold: float, below_threshold: s
         x += 7 * len(title) + 10
     items = list(colours.items())
     if below_threshold == "uncertain":
-        items.append((f"conf<{threshold:g}", UNCERTAIN_COLOUR))
+        items.append((f"conf<{threshold:g} or no prediction", UNCERTAIN_COLOUR))
     for name, col in items:
         draw.rectangle([x, 6, x + 11, 17], outline=tuple(col), width=2)
         text = f"{name}" + (f" ({counts[name]})" if counts and name in counts else "")

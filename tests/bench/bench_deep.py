@@ -67,7 +67,7 @@ def main():
     cases = [("resnet10t", 48, "ce"), ("resnet10t", 48, "supcon_ce"), ("vit_tiny_patch16_224", 32, "ce"),
              ("resnet10t", 128, "ce"), ("efficientnet_b0", 128, "ce"), ("resnet50", 128, "ce")]
     for arch, size, loss in cases:
-        steps = 2 if size >= 128 else 5
+        steps = 1 if size >= 128 else 5
         print(f"train step CPU {arch:>22} {size:>3} px {loss:>9}, batch 32: "
               f"{step_seconds(arch, size, steps=steps, loss=loss):7.3f} s")
     if torch.cuda.is_available():

@@ -283,3 +283,12 @@ def test_one_file_per_channel_names_the_file_with_several_planes(plate):
     assert len(problems) == 1
     assert problems[0].startswith(f"{f['good']} (plate P, image A-01-01): holds 2 channels")
     assert "image's 3 channels where images.channels lists 2" in problems[0]
+
+
+def test_model_key_is_ignored_by_the_threshold_method():
+    c = cfg("threshold", "threshold", ["cell"], ["Cells"])
+    c["segmentation"]["cells"]["model"] = c["segmentation"]["nuclei"]["model"] = "trained"
+    checks.check_config(c)
+    c["segmentation"]["nuclei"]["method"] = "cellpose"  # no training rule for cellpose nuclei
+    with pytest.raises(checks.ConfigError, match="nuclei.model: trained exists only for"):
+        checks.check_config(c)

@@ -248,3 +248,32 @@ def test_a_plate_is_predicted_one_image_at_a_time():
     assert loaded == ["B-02-01", "B-02-02", "B-03-01"]
     assert cells.groupby("image").size().to_dict() == {"B-02-01": 3, "B-03-01": 5}
     assert (cells["class_name"] == "other").all() and (cells["pred_class"] == 2).all()
+
+
+def test_torch_predictor_runs_a_saved_deep_model_in_batches(tmp_path):
+    import torch
+
+    from hcsflow.deep.data import Normaliser
+    from hcsflow.deep.models import create_model
+
+    torch.manual_seed(0)
+    d = tmp_path / "cnn"
+    d.mkdir()
+    torch.save(create_model("resnet10t", 2, 3, 16).state_dict(), d / "model.pt")
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 1000, (10, 3, 20, 20)).astype(np.uint16)  # DAPI, FITC, Cy5
+    norm = Normaliser(method="percentile").fit(crops[:, [2, 0]])
+    (d / "model.json").write_text(json.dumps({
+        "kind": "torch", "name": "cnn", "classes": CLASSES, "unit": "cell", "channels": ["Cy5", "DAPI"],
+        "in_chans": 2, "architecture": "resnet10t", "input": "nucleocentric", "image_size": 16,
+        "normalisation": norm.to_dict()}))
+    info = P.load_model_info(d / "model.json")
+    P.check_compatible(info, ["DAPI", "FITC", "Cy5"], crop_types=["nucleocentric"])
+    x = P.select_channels(crops, ["DAPI", "FITC", "Cy5"], info["channels"])
+    pred = P.predict_batches(P.torch_predictor(info), x, _meta(10), batch_size=4)
+    probs = pred[[f"Prob_{c}" for c in CLASSES]].to_numpy()
+    assert len(pred) == 10 and np.allclose(probs.sum(axis=1), 1)
+    assert set(pred["pred_class"]) <= set(CLASSES)
+    # the same cells in one batch give the same answer (batching changes memory, not results)
+    whole = P.predict_batches(P.torch_predictor(info), x, _meta(10), batch_size=10)
+    assert np.allclose(whole[[f"Prob_{c}" for c in CLASSES]].to_numpy(), probs, atol=1e-5)

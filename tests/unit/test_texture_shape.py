@@ -193,3 +193,24 @@ def test_unknown_texture_mode_is_a_clear_error():
     lab[2:5, 2:5] = 1
     with pytest.raises(ValueError, match="features.texture.mode 'patch' is unknown"):
         image_features(img, lab, lab, ["A"], texture={"mode": "patch"})
+
+
+def test_convex_area_and_feret_equal_regionprops_on_random_and_scattered_pixels():
+    """The hull (monotone chain + pixel diamond) on dense, sparse and disconnected objects."""
+    from skimage.measure import regionprops
+
+    from hcsflow.features import _convex_area_feret
+
+    rng = np.random.default_rng(1)
+    for it in range(300):
+        h, w = rng.integers(1, 30, 2)
+        img = rng.random((h, w)) < rng.uniform(0.05, 0.9)
+        if it % 3 == 0:  # a few scattered pixels: disconnected, collinear, single
+            img = np.zeros((h, w), bool)
+            img[rng.integers(0, h, 4), rng.integers(0, w, 4)] = True
+        if not img.any():
+            continue
+        rp = regionprops(img.astype(np.uint8))[0]
+        area, feret = _convex_area_feret(img[rp.slice])
+        assert area == rp.area_convex
+        assert feret == pytest.approx(rp.feret_diameter_max, rel=1e-12)

@@ -43,7 +43,7 @@ def _config() -> dict:
         "classify": {
             "enabled": True,
             "classes": {"astro": ["astro"], "SHSY5Y": ["SHSY5Y"]},
-            "split": {"fractions": {"train": 0.5, "valid": 0.25, "test": 0.25}, "seed": 0},
+            "split": {"fractions": {"train": 0.5, "valid": 0.25, "test": 0.25}, "seed": 4},  # train wells on both plates
             "models": {},
             "profiles": {"enabled": False},
         },

@@ -95,6 +95,7 @@ def test_a_saved_model_from_another_run_predicts_every_segmented_cell(runs):
         assert (one["x1"], one["y1"]) == (max(xs.min() - 5, 0), max(ys.min() - 5, 0))
         assert (one["x2"], one["y2"]) == (min(xs.max() + 5, 255), min(ys.max() + 5, 255))
     assert len(res) == n_true
+    assert res["filename"].str.fullmatch(r"r\d{2}c\d{2}f01p01-ch1sk1fk1fl1\.tiff").all()
     assert set(res["pred_class"]) <= {0, 1} and set(res["class_name"]) <= {"astro", "SHSY5Y"}
     assert ((res["pred_class"] == 0) == (res["class_name"] == "astro")).all()  # model.json class order
     summary = pd.read_csv(out / "image_summary.csv")

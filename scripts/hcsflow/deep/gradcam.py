@@ -99,7 +99,7 @@ def montage_figure(images: np.ndarray, cams: np.ndarray, picked: pd.DataFrame, c
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
     n_cols = max(1, n_per_class) * 2
-    fig, axes = plt.subplots(len(classes), n_cols, figsize=(1.6 * n_cols, 1.8 * len(classes)), squeeze=False)
+    fig, axes = plt.subplots(len(classes), n_cols, figsize=(1.6 * n_cols, 2.1 * len(classes)), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     row_pos = {c: 0 for c in classes}
