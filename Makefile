@@ -76,12 +76,19 @@ bench: venv
 # "Lint gates" (black is the Python formatter: snakefmt formats the Python inside .smk files with
 # black, so one style engine and one line length, [tool.black] in pyproject.toml, cover both).
 FORMAT_SMK := Snakefile rules/common.smk rules/ingest.smk rules/segment.smk rules/align.smk \
-	rules/crops.smk rules/features.smk rules/labels.smk
+	rules/crops.smk rules/features.smk rules/labels.smk rules/deep.smk rules/predict.smk
 FORMAT_PY := scripts/hcsflow/checks.py scripts/hcsflow/validate.py scripts/hcsflow/runner.py \
 	scripts/hcsflow/profile_install.py scripts/hcsflow/ingest.py scripts/hcsflow/io.py \
 	scripts/validate_images.py tests/unit/test_checks.py tests/unit/test_profile_install.py \
 	tests/workflow/test_subsets_workflow.py tests/workflow/test_validate_workflow.py \
-	tests/workflow/test_examples_plan.py tests/workflow/test_named_files_workflow.py
+	tests/workflow/test_examples_plan.py tests/workflow/test_named_files_workflow.py \
+	scripts/hcsflow/deep/__init__.py scripts/hcsflow/deep/config.py scripts/hcsflow/deep/data.py \
+	scripts/hcsflow/deep/embed.py scripts/hcsflow/deep/gradcam.py scripts/hcsflow/deep/losses.py \
+	scripts/hcsflow/deep/models.py scripts/hcsflow/deep/predict.py scripts/hcsflow/deep/sampling.py \
+	scripts/hcsflow/deep/train.py scripts/train_deep.py scripts/embed_deep.py scripts/gradcam_deep.py \
+	tests/unit/test_deep_data.py tests/unit/test_deep_embed_gradcam.py tests/unit/test_deep_models.py \
+	tests/unit/test_deep_sampling_losses.py tests/unit/test_deep_train.py \
+	tests/workflow/test_deep_workflow.py tests/bench/bench_deep.py
 
 lint: venv
 	$(BIN)/ruff check scripts tests

@@ -27,7 +27,16 @@ for _L in GT_BATCH_LAYOUTS:
             nuclei=_L.outputs(_ALIGNED, kind="nuclei.tif"),
             table=_L.outputs(_ALIGNED, kind="shift.parquet"),
             gt_features=_L.outputs(_ALIGNED, kind="gt_features.parquet"),
-            qc=_L.outputs(_ALIGNED, kind="qc.png"),
+            qc=[
+                report(
+                    qc,
+                    caption="../report/align_qc.rst",
+                    category="Alignment",
+                    subcategory="{plate}",
+                    labels={"plate": "{plate}", "image": Path(qc).name.removesuffix(".qc.png")},
+                )
+                for qc in _L.outputs(_ALIGNED, kind="qc.png")
+            ],
         log:
             batch_log(_L.rule_name("align_gt")),
         wildcard_constraints:

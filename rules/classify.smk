@@ -51,7 +51,7 @@ rule train_classifier:
         model=f"{CLASSIFY_DIR}/{{model}}/model.joblib",
         predictions=f"{CLASSIFY_DIR}/{{model}}/predictions.parquet",
         importances=f"{CLASSIFY_DIR}/{{model}}/importances.tsv",
-        importances_png=f"{CLASSIFY_DIR}/{{model}}/importances.png",
+        importances_png=report(f"{CLASSIFY_DIR}/{{model}}/importances.png", caption="../report/classify_importances.rst", category="Classification", subcategory="{model}"),
     log:
         f"{LOGS}/classify/train_classifier/{{model}}.log",
     wildcard_constraints:
@@ -75,12 +75,12 @@ rule evaluate_model:
     input:
         predictions=f"{CLASSIFY_DIR}/{{model}}/predictions.parquet",
     output:
-        metrics=f"{CLASSIFY_DIR}/{{model}}/metrics.tsv",
+        metrics=report(f"{CLASSIFY_DIR}/{{model}}/metrics.tsv", caption="../report/classify_metrics.rst", category="Classification", subcategory="{model}"),
         class_report=f"{CLASSIFY_DIR}/{{model}}/class_report.tsv",
-        confusion=f"{CLASSIFY_DIR}/{{model}}/confusion.png",
-        roc=f"{CLASSIFY_DIR}/{{model}}/roc.png",
+        confusion=report(f"{CLASSIFY_DIR}/{{model}}/confusion.png", caption="../report/classify_confusion.rst", category="Classification", subcategory="{model}"),
+        roc=report(f"{CLASSIFY_DIR}/{{model}}/roc.png", caption="../report/classify_roc.rst", category="Classification", subcategory="{model}"),
         wells=f"{CLASSIFY_DIR}/{{model}}/wells.parquet",
-        heatmaps=[f"{CLASSIFY_DIR}/{{model}}/heatmap_{p}.png" for p in CLASSIFY_PLATES],
+        heatmaps=report([f"{CLASSIFY_DIR}/{{model}}/heatmap_{p}.png" for p in CLASSIFY_PLATES], caption="../report/classify_heatmap.rst", category="Classification", subcategory="{model}"),
     log:
         f"{LOGS}/classify/evaluate_model/{{model}}.log",
     conda:
@@ -101,7 +101,7 @@ rule summarize_models:
     input:
         unpack(classify_summary_inputs),
     output:
-        f"{CLASSIFY_DIR}/summary.tsv",
+        report(f"{CLASSIFY_DIR}/summary.tsv", caption="../report/classify_summary.rst", category="Classification", subcategory="all models"),
     log:
         f"{LOGS}/classify/summarize_models.log",
     conda:

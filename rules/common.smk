@@ -384,3 +384,158 @@ def classify_summary_inputs(wildcards):
         "metrics": [f"{CLASSIFY_DIR}/{m}/metrics.tsv" for m in CLASSIFY_MODELS],
         "other": [f for m in CLASSIFY_MODELS for f in classify_evaluation(m)],
     }
+
+
+# ---- deep (issue 11: rules/deep.smk) ------------------------------------------------------------
+from hcsflow.deep.config import check_models as _deep_check
+from hcsflow.deep.data import DeepInputError as _DeepInputError
+
+DEEP = config.get("deep") or {}
+DEEP_ENABLED = bool(DEEP.get("enabled", False)) and CLASSIFY_ENABLED
+DEEP_MODELS = (
+    {n: m for n, m in (DEEP.get("models") or {}).items() if m.get("enabled", True)}
+    if DEEP_ENABLED
+    else {}
+)
+try:
+    _deep_check(
+        DEEP_MODELS,
+        config["crops"]["types"],
+        config["images"]["channels"],
+        other_names=CLASSICAL_MODELS,
+    )
+except _DeepInputError as exc:
+    raise WorkflowError(str(exc)) from None
+if DEEP.get("enabled", False) and not CLASSIFY_ENABLED:
+    raise WorkflowError(
+        "deep.enabled needs classify.enabled: the deep models train on the units, classes and "
+        "split of results/classify/units.parquet; set classify.enabled: true"
+    )
+
+CLASSIFY_MODELS += list(DEEP_MODELS)
+DEEP_UMAP = {"n_neighbors": 15, "min_dist": 0.1, "seed": 0, "k": 15, **(DEEP.get("umap") or {})}
+DEEP_GRADCAM = {
+    "enabled": True,
+    "n_per_class": 6,
+    "split": "test",
+    "seed": 0,
+    **(DEEP.get("gradcam") or {}),
+}
+
+
+def deep_inputs(wildcards):
+    """Units, the image table, and the crop files of the model's crop type (every image)."""
+    cfg = DEEP_MODELS[wildcards.model]
+    inp = {"units": f"{CLASSIFY_DIR}/units.parquet", "images": f"{RESULTS}/images.tsv"}
+    if cfg.get("input", "nucleocentric") != "field":
+        ct = cfg.get("input", "nucleocentric")
+        inp["crops"] = per_image(f"{RESULTS}/{{plate}}/crops/{ct}/{{image}}.npz")
+        inp["index"] = per_image(f"{RESULTS}/{{plate}}/crops/{ct}/{{image}}.index.parquet")
+    else:
+        inp["crops"] = []
+        inp["raw"] = sorted({f for files in IMAGES["raw_files"] for f in files})
+    if cfg.get("pretrained"):
+        inp["pretrained"] = cfg["pretrained"]
+    return inp
+
+
+def deep_model_settings(wildcards):
+    """The deep.models entry of ``{model}``."""
+    return DEEP_MODELS[wildcards.model]
+
+
+# ---- predict (issue 12: rules/predict.smk) ----------------------------------------------------
+import re
+from types import SimpleNamespace
+
+from hcsflow.predict import (
+    check_compatible as _pred_check,
+    check_predict_plates as _pred_plates,
+    planned_crop_type as _pred_crop_type,
+    resolve_models as _pred_resolve,
+    run_model_kinds as _pred_kinds,
+    WEIGHTS as _PRED_WEIGHTS,
+)
+
+_PRED_CFG = config.get("predict") or {}
+try:
+    _PRED_MODELS = {
+        m["name"]: m for m in _pred_resolve(_PRED_CFG.get("model"), _pred_kinds(config), RESULTS)
+    }
+    _PRED_PLATES = _pred_plates(
+        _PRED_CFG.get("plates"),
+        PLATES,
+        models=_PRED_MODELS.values(),
+        excluded=(config.get("classify") or {}).get("exclude_plates", []),
+    )
+    # A saved model from another run is checked now, before any job: the images of this run must
+    # have its channels and this run must make its crop type.
+    for _m in _PRED_MODELS.values():
+        if _m["external"]:
+            _pred_check(
+                _m["info"],
+                config["images"]["channels"],
+                crop_types=config["crops"]["types"],
+                where=f"the images of this run (images.channels)",
+            )
+except ValueError as exc:
+    raise WorkflowError(f"predict: {exc}") from None
+
+_PRED_IMAGES = IMAGES[IMAGES["plate"].isin(_PRED_PLATES)]
+_PRED = f"{RESULTS}/predict/{{model}}"
+
+
+def _pred_names(kind):
+    names = [n for n, m in _PRED_MODELS.items() if m["kind"] == kind]
+    return (
+        "|".join(re.escape(n) for n in names) or "(?!x)x"
+    )  # no model of this kind: matches nothing
+
+
+def _pred_model_files(wildcards):
+    m = _PRED_MODELS[wildcards.model]
+    return {"model": m["json"], "weights": str(Path(m["json"]).parent / _PRED_WEIGHTS[m["kind"]])}
+
+
+def _pred_plate_images(wildcards):
+    return _PRED_IMAGES[_PRED_IMAGES["plate"] == wildcards.plate]
+
+
+def _pred_cells(wildcards):
+    """Every segmented cell: the unaligned masks (GT alignment drops cells for training, but a
+    prediction covers every cell the segmentation found)."""
+    return [
+        raw_masks(SimpleNamespace(plate=p, image=i))["cells"]
+        for p, i in zip(
+            _pred_plate_images(wildcards)["plate"], _pred_plate_images(wildcards)["image"]
+        )
+    ]
+
+
+def _pred_crop_files(wildcards):
+    ct = _pred_crop_type(_PRED_MODELS[wildcards.model], config)
+    table = _pred_plate_images(wildcards)
+    return {
+        "crops": per_image(f"{RESULTS}/{{plate}}/crops/{ct}/{{image}}.npz", table=table),
+        "index": per_image(f"{RESULTS}/{{plate}}/crops/{ct}/{{image}}.index.parquet", table=table),
+    }
+
+
+# Boxed overlays go into the HTML report for small runs only (a screen has thousands of fields).
+_PRED_BOXED = f"{_PRED}/boxed/{{plate}}/{{image}}.png"
+if len(_PRED_IMAGES) <= _PRED_CFG.get("report_max_images", 48):
+    _PRED_BOXED = report(
+        _PRED_BOXED,
+        caption="../report/predict_boxed.rst",
+        category="Prediction",
+        subcategory="{model}: boxed cells",
+        labels={"model": "{model}", "plate": "{plate}", "image": "{image}"},
+    )
+
+_PRED_PARAMS = dict(
+    channels=config["images"]["channels"],
+    settings=_PRED_CFG,
+    class_map=(config.get("classify") or {}).get("classes"),
+    images=lambda wc: list(_pred_plate_images(wc)["image"]),
+    raw_first=lambda wc: [r[0] for r in _pred_plate_images(wc)["raw_files"]],
+)

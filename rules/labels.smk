@@ -10,8 +10,16 @@ rule gt_labels:
         unpack(label_inputs),
     output:
         labels=f"{RESULTS}/labels.parquet",
-        thresholds=f"{RESULTS}/labels_thresholds.tsv",
-        scatter=f"{RESULTS}/labels_scatter.png",
+        thresholds=report(
+            f"{RESULTS}/labels_thresholds.tsv",
+            caption="../report/labels_thresholds.rst",
+            category="Labels",
+        ),
+        scatter=report(
+            f"{RESULTS}/labels_scatter.png",
+            caption="../report/labels_scatter.rst",
+            category="Labels",
+        ),
     log:
         f"{LOGS}/gt_labels.log",
     conda:

@@ -103,7 +103,12 @@ if SEG_TRAIN["cellpose"]["enabled"]:
         output:
             model=SEG_CP_TRAINED,
             history=f"{SEG_CP_TRAINED}.history.tsv",
-            curve=f"{SEG_CP_TRAINED}.curve.png",
+            curve=report(
+                f"{SEG_CP_TRAINED}.curve.png",
+                caption="../report/seg_curve.rst",
+                category="Segmentation",
+                subcategory="training curves",
+            ),
         log:
             f"{LOGS}/train_cellpose.log",
         # Training is on the critical path: start it before the many per-image jobs.
@@ -132,7 +137,12 @@ if SEG_TRAIN["stardist"]["enabled"]:
         output:
             model=[f"{SEG_SD_TRAINED}/{f}" for f in SEG_SD_FILES],
             history=f"{SEG_SD_TRAINED}.history.tsv",
-            curve=f"{SEG_SD_TRAINED}.curve.png",
+            curve=report(
+                f"{SEG_SD_TRAINED}.curve.png",
+                caption="../report/seg_curve.rst",
+                category="Segmentation",
+                subcategory="training curves",
+            ),
         log:
             f"{LOGS}/train_stardist.log",
         # Training is on the critical path: start it before the many per-image jobs.
@@ -249,7 +259,12 @@ if SEG_TARGETS:
                 for m in per_image(f"{RESULTS}/{{plate}}/masks/{t}/{{image}}.tif")
             ],
         output:
-            f"{RESULTS}/segmentation/counts.tsv",
+            report(
+                f"{RESULTS}/segmentation/counts.tsv",
+                caption="../report/seg_counts.rst",
+                category="Segmentation",
+                subcategory="counts",
+            ),
         log:
             f"{LOGS}/count_objects.log",
         conda:
@@ -345,8 +360,19 @@ if SEG_EVAL["enabled"] and SEG_TARGETS:
             validated=validated_plates(SEG_EVAL_IMAGES),
         output:
             per_image=f"{RESULTS}/segmentation/eval/per_image.tsv",
-            summary=f"{RESULTS}/segmentation/eval/summary.tsv",
-            overlays=directory(f"{RESULTS}/segmentation/eval/overlays"),
+            summary=report(
+                f"{RESULTS}/segmentation/eval/summary.tsv",
+                caption="../report/seg_summary.rst",
+                category="Segmentation",
+                subcategory="evaluation",
+            ),
+            overlays=report(
+                directory(f"{RESULTS}/segmentation/eval/overlays"),
+                patterns=["{name}.png"],
+                caption="../report/seg_overlays.rst",
+                category="Segmentation",
+                subcategory="evaluation overlays",
+            ),
         log:
             f"{LOGS}/evaluate_segmentation.log",
         conda:

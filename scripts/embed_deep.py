@@ -9,16 +9,28 @@ from hcsflow.runner import limit_threads, rule_logging, torch_device
 with rule_logging(snakemake) as log:
     limit_threads(snakemake.threads)
     from hcsflow.deep.data import load_model_inputs
-    from hcsflow.deep.embed import embeddings_table, mixing_table, umap_2d, umap_figure, unit_embeddings
+    from hcsflow.deep.embed import (
+        embeddings_table,
+        mixing_table,
+        umap_2d,
+        umap_figure,
+        unit_embeddings,
+    )
     from hcsflow.deep.predict import load_model
     from hcsflow.deep.train import predict_logits
 
-    name, cfg, out, p = snakemake.wildcards.model, dict(snakemake.params.model), snakemake.output, snakemake.params
+    name, cfg, out, p = (
+        snakemake.wildcards.model,
+        dict(snakemake.params.model),
+        snakemake.output,
+        snakemake.params,
+    )
     loaded = load_model(snakemake.input.spec, device=torch_device(logger=log))
     units = read_table(snakemake.input.units)
     images = read_table(snakemake.input.images) if cfg.get("input") == "field" else None
-    raw, units, sample_unit, _ = load_model_inputs(cfg, units, list(snakemake.input.crops), images,
-                                                   snakemake.params.channels, log)
+    raw, units, sample_unit, _ = load_model_inputs(
+        cfg, units, list(snakemake.input.crops), images, snakemake.params.channels, log
+    )
     _, emb = predict_logits(loaded.model, raw, np.arange(len(raw)), loaded.transform, loaded.device)
     emb = unit_embeddings(emb, sample_unit, len(units))
     log.info("%d embeddings of dimension %d", *emb.shape)
@@ -27,5 +39,9 @@ with rule_logging(snakemake) as log:
     mixing = mixing_table(emb, plates, classes, units["split"], k=p.umap["k"])
     write_table(mixing, out.mixing)
     log.info("mixing (all units):\n%s", mixing[mixing["class"] == "all"].to_string(index=False))
-    xy = umap_2d(emb, seed=p.umap["seed"], n_neighbors=p.umap["n_neighbors"], min_dist=p.umap["min_dist"])
-    save_figure(umap_figure(xy, classes, plates, f"{name}: UMAP of the embeddings", mixing), out.umap)
+    xy = umap_2d(
+        emb, seed=p.umap["seed"], n_neighbors=p.umap["n_neighbors"], min_dist=p.umap["min_dist"]
+    )
+    save_figure(
+        umap_figure(xy, classes, plates, f"{name}: UMAP of the embeddings", mixing), out.umap
+    )

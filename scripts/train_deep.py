@@ -20,20 +20,36 @@ with rule_logging(snakemake) as log:
     classes = list(snakemake.params.classes or sorted(units["class"].astype(str).unique()))
     images = read_table(snakemake.input.images) if cfg.get("input") == "field" else None
     raw, units, sample_unit, channels = load_model_inputs(
-        cfg, units, list(snakemake.input.crops), images, snakemake.params.channels, log)
+        cfg, units, list(snakemake.input.crops), images, snakemake.params.channels, log
+    )
     device = torch_device(logger=log)
-    result = fit_from_units(units, classes, cfg, raw, sample_unit, channels, name=name, device=device,
-                            checkpoint_dir=snakemake.params.checkpoints, log=log)
+    result = fit_from_units(
+        units,
+        classes,
+        cfg,
+        raw,
+        sample_unit,
+        channels,
+        name=name,
+        device=device,
+        checkpoint_dir=snakemake.params.checkpoints,
+        log=log,
+    )
     with atomic_path(out.weights) as tmp:
         torch.save(result["state"], tmp)
     with atomic_path(out.spec) as tmp:
         tmp.write_text(json.dumps(result["spec"], indent=1))
     write_table(result["predictions"], out.predictions)
     write_table(result["history"], out.history)
-    save_figure(history_figure(result["history"], f"{name} ({cfg['architecture']}, {cfg.get('input')})"),
-                out.curves)
+    save_figure(
+        history_figure(result["history"], f"{name} ({cfg['architecture']}, {cfg.get('input')})"),
+        out.curves,
+    )
     remove_checkpoints(snakemake.params.checkpoints)
     test = result["predictions"][result["predictions"]["split"] == "test"]
     if len(test):
-        log.info("test accuracy (units) %.3f on %d units",
-                 float((test["pred_class"] == test["true_class"]).mean()), len(test))
+        log.info(
+            "test accuracy (units) %.3f on %d units",
+            float((test["pred_class"] == test["true_class"]).mean()),
+            len(test),
+        )

@@ -28,7 +28,7 @@ def loader(n=4096, size=128, batch=256, augment=True, out_size=128):
     tf(raw, perm[:batch], gen=gen, augment={} if augment else None)  # warm-up
     t = time.perf_counter()
     for i in range(0, n, batch):
-        tf(raw, perm[i:i + batch], gen=gen, augment={} if augment else None)
+        tf(raw, perm[i : i + batch], gen=gen, augment={} if augment else None)
     return n / (time.perf_counter() - t)
 
 
@@ -64,16 +64,26 @@ def main():
     print(f"loader 4x128x128 -> 128 px, augmented:     {loader():8.0f} crops/s")
     print(f"loader 4x128x128 -> 128 px, evaluation:    {loader(augment=False):8.0f} crops/s")
     print(f"loader 4x60x60   -> 48 px,  augmented:     {loader(size=60, out_size=48):8.0f} crops/s")
-    cases = [("resnet10t", 48, "ce"), ("resnet10t", 48, "supcon_ce"), ("vit_tiny_patch16_224", 32, "ce"),
-             ("resnet10t", 128, "ce"), ("efficientnet_b0", 128, "ce"), ("resnet50", 128, "ce")]
+    cases = [
+        ("resnet10t", 48, "ce"),
+        ("resnet10t", 48, "supcon_ce"),
+        ("vit_tiny_patch16_224", 32, "ce"),
+        ("resnet10t", 128, "ce"),
+        ("efficientnet_b0", 128, "ce"),
+        ("resnet50", 128, "ce"),
+    ]
     for arch, size, loss in cases:
         steps = 1 if size >= 128 else 5
-        print(f"train step CPU {arch:>22} {size:>3} px {loss:>9}, batch 32: "
-              f"{step_seconds(arch, size, steps=steps, loss=loss):7.3f} s")
+        print(
+            f"train step CPU {arch:>22} {size:>3} px {loss:>9}, batch 32: "
+            f"{step_seconds(arch, size, steps=steps, loss=loss):7.3f} s"
+        )
     if torch.cuda.is_available():
         for arch, size, loss in cases:
-            print(f"train step GPU {arch:>22} {size:>3} px {loss:>9}, batch 32: "
-                  f"{step_seconds(arch, size, steps=20, device='cuda', loss=loss):7.4f} s")
+            print(
+                f"train step GPU {arch:>22} {size:>3} px {loss:>9}, batch 32: "
+                f"{step_seconds(arch, size, steps=20, device='cuda', loss=loss):7.4f} s"
+            )
     else:
         print("no GPU visible: GPU step times not measured")
 

@@ -39,7 +39,9 @@ def test_pad_to_square_keeps_height_and_width_apart(shape):
     s = max(h, w)
     assert y.shape == (1, s, s)
     top, left = (s - h) // 2, (s - w) // 2
-    np.testing.assert_array_equal(y[0, top:top + h, left:left + w], x[0])  # content not transposed
+    np.testing.assert_array_equal(
+        y[0, top : top + h, left : left + w], x[0]
+    )  # content not transposed
     assert y.sum() == x.sum()
     t = pad_to_square(torch.from_numpy(x))
     np.testing.assert_array_equal(t.numpy(), y)
@@ -60,7 +62,9 @@ def test_percentile_normalisation_is_fitted_on_the_given_rows_and_all_zero_chann
     norm = Normaliser("percentile", 0, 100).fit(raw, [0, 1])
     assert norm.values["low"] == [0.0, 0.0] and norm.values["high"] == [24.0, 0.0]
     x = norm.apply(torch.from_numpy(raw.astype(np.float32)))
-    assert torch.isfinite(x).all()  # channel 1 is all zero: 0, not NaN (nucleocentric dropped these)
+    assert torch.isfinite(
+        x
+    ).all()  # channel 1 is all zero: 0, not NaN (nucleocentric dropped these)
     assert x[0, 0].max() == 1 and x[2, 0].min() == 1 and x[:, 1].abs().max() == 0
     again = Normaliser.from_dict(norm.to_dict())
     assert torch.equal(again.apply(torch.from_numpy(raw.astype(np.float32))), x)
@@ -107,47 +111,89 @@ def test_geometric_augmentation_only_moves_pixels():
 def _write_crops(folder, plate, image, objects, channels=("DAPI", "FITC")):
     folder.mkdir(parents=True, exist_ok=True)
     crops = np.stack([np.full((len(channels), 4, 4), o, np.uint16) for o in objects])
-    np.savez(folder / f"{image}.npz", crops=crops, labels=np.asarray(objects),
-             channels=np.asarray(channels))
-    pd.DataFrame({"Metadata_Plate": plate, "Metadata_Image": image, "Metadata_ObjectNumber": objects,
-                  "crop_row": np.arange(len(objects))}).to_parquet(folder / f"{image}.index.parquet")
+    np.savez(
+        folder / f"{image}.npz",
+        crops=crops,
+        labels=np.asarray(objects),
+        channels=np.asarray(channels),
+    )
+    pd.DataFrame(
+        {
+            "Metadata_Plate": plate,
+            "Metadata_Image": image,
+            "Metadata_ObjectNumber": objects,
+            "crop_row": np.arange(len(objects)),
+        }
+    ).to_parquet(folder / f"{image}.index.parquet")
     return folder / f"{image}.npz"
 
 
 def test_crops_are_matched_to_units_by_plate_image_and_object(tmp_path):
     p1 = _write_crops(tmp_path / "P1", "P1", "B-02-01", [5, 7, 9])
     p2 = _write_crops(tmp_path / "P2", "P2", "B-02-01", [7, 8])
-    units = pd.DataFrame({"Metadata_Plate": ["P2", "P1", "P1", "P1"],
-                          "Metadata_Image": ["B-02-01"] * 4,
-                          "Metadata_ObjectNumber": [7, 9, 5, 6],  # P1 object 6 has no crop
-                          "class": ["a", "b", "a", "b"]})
+    units = pd.DataFrame(
+        {
+            "Metadata_Plate": ["P2", "P1", "P1", "P1"],
+            "Metadata_Image": ["B-02-01"] * 4,
+            "Metadata_ObjectNumber": [7, 9, 5, 6],  # P1 object 6 has no crop
+            "class": ["a", "b", "a", "b"],
+        }
+    )
     raw, kept, names = load_unit_crops(units, [p1, p2], ["FITC"])
     assert names == ["FITC"] and raw.shape == (3, 1, 4, 4) and raw.dtype == np.uint16
     # every kept unit gets its own crop (value = object number)
     np.testing.assert_array_equal(raw[:, 0, 0, 0], kept["Metadata_ObjectNumber"].to_numpy())
-    assert sorted(zip(kept["Metadata_Plate"], kept["Metadata_ObjectNumber"])) == [("P1", 5), ("P1", 9), ("P2", 7)]
+    assert sorted(zip(kept["Metadata_Plate"], kept["Metadata_ObjectNumber"], strict=True)) == [
+        ("P1", 5),
+        ("P1", 9),
+        ("P2", 7),
+    ]
     with pytest.raises(DeepInputError, match="GFP"):
         load_unit_crops(units, [p1], ["GFP"])
     with pytest.raises(DeepInputError, match="cell units"):
-        load_model_inputs({"input": "nucleocentric"}, units.drop(columns="Metadata_ObjectNumber"), [p1])
+        load_model_inputs(
+            {"input": "nucleocentric"}, units.drop(columns="Metadata_ObjectNumber"), [p1]
+        )
 
 
 def test_fields_resize_and_tiles():
     img = np.arange(2 * 8 * 12, dtype=np.float32).reshape(2, 8, 12)
     units = pd.DataFrame({"Metadata_Plate": ["P1"], "Metadata_Image": ["B-02-01"], "class": ["a"]})
     files = {("P1", "B-02-01"): ["x.tif"]}
-    raw, owner, names = load_fields(units, files, ["A", "B"], ["B"], image_size=6, read=lambda f: img)
+    raw, owner, names = load_fields(
+        units, files, ["A", "B"], ["B"], image_size=6, read=lambda f: img
+    )
     assert raw.shape == (1, 1, 6, 6) and names == ["B"] and owner.tolist() == [0]
-    raw, owner, _ = load_fields(units, files, ["A", "B"], None, image_size=4, mode="tiles", n_tiles=5,
-                                tile_size=4, read=lambda f: img)
+    raw, owner, _ = load_fields(
+        units,
+        files,
+        ["A", "B"],
+        None,
+        image_size=4,
+        mode="tiles",
+        n_tiles=5,
+        tile_size=4,
+        read=lambda f: img,
+    )
     assert raw.shape == (5, 2, 4, 4) and owner.tolist() == [0] * 5
     np.testing.assert_array_equal(raw[1], img[:, :4, :4])  # top-left tile, not resized
     assert tile_boxes(8, 12, 5, 4) == [(2, 4), (0, 0), (0, 8), (4, 0), (4, 8)]
 
 
 def test_field_units_from_cells_leave_mixed_fields_out():
-    cells = pd.DataFrame({"Metadata_Plate": ["P"] * 4, "Metadata_Image": ["A", "A", "B", "B"],
-                          "Metadata_ObjectNumber": [1, 2, 1, 2], "class": ["x", "x", "x", "y"],
-                          "split": ["train"] * 4, "sampled": [True, False, True, True]})
+    cells = pd.DataFrame(
+        {
+            "Metadata_Plate": ["P"] * 4,
+            "Metadata_Image": ["A", "A", "B", "B"],
+            "Metadata_ObjectNumber": [1, 2, 1, 2],
+            "class": ["x", "x", "x", "y"],
+            "split": ["train"] * 4,
+            "sampled": [True, False, True, True],
+        }
+    )
     f = field_units(cells)
-    assert f["Metadata_Image"].tolist() == ["A"] and f["class"].tolist() == ["x"] and bool(f["sampled"][0])
+    assert (
+        f["Metadata_Image"].tolist() == ["A"]
+        and f["class"].tolist() == ["x"]
+        and bool(f["sampled"][0])
+    )

@@ -54,7 +54,9 @@ def test_mixing_table_reports_plates_and_classes_per_split_and_class():
 def test_unit_embeddings_average_the_samples_of_a_unit():
     emb = np.array([[1.0, 0], [3, 0], [0, 2]])
     np.testing.assert_allclose(unit_embeddings(emb, np.array([0, 0, 1]), 2), [[2, 0], [0, 2]])
-    units = pd.DataFrame({"Metadata_Plate": ["P", "P"], "split": ["train", "test"], "class": ["a", "b"]})
+    units = pd.DataFrame(
+        {"Metadata_Plate": ["P", "P"], "split": ["train", "test"], "class": ["a", "b"]}
+    )
     t = embeddings_table(units, np.ones((2, 3)))
     assert list(t.columns) == ["Metadata_Plate", "split", "true_class", "Emb_0", "Emb_1", "Emb_2"]
 
@@ -78,11 +80,22 @@ def test_composite_and_montage():
     rgb = composite(x)
     assert rgb.shape == (8, 8, 3)
     assert rgb[0, 0].tolist() == [0, 0, 1] and rgb[7, 0].tolist() == [0, 1, 0]
-    preds = pd.DataFrame({"true_class": ["a", "a", "b", "b", "b"], "pred_class": ["a", "b", "b", "b", "b"],
-                          "split": ["test", "train", "test", "test", "test"], "confidence": 0.9})
+    preds = pd.DataFrame(
+        {
+            "true_class": ["a", "a", "b", "b", "b"],
+            "pred_class": ["a", "b", "b", "b", "b"],
+            "split": ["test", "train", "test", "test", "test"],
+            "confidence": 0.9,
+        }
+    )
     picked = pick_units(preds, ["a", "b"], 2, seed=0)
     assert picked["true_class"].tolist() == ["a", "a", "b", "b"]
     assert picked["split"].tolist()[0] == "test"  # the test split first
-    fig = montage_figure(np.random.rand(4, 2, 8, 8), np.random.rand(4, 8, 8).astype(np.float32),
-                         picked, ["a", "b"], 2)
+    fig = montage_figure(
+        np.random.rand(4, 2, 8, 8),
+        np.random.rand(4, 8, 8).astype(np.float32),
+        picked,
+        ["a", "b"],
+        2,
+    )
     assert len(fig.axes) == 8

@@ -44,10 +44,10 @@ def test_plate_aware_batches_are_seeded_per_epoch():
     classes, plates = _units()
     a = PlateAwareSampler(classes, plates, 2, 5, seed=1)
     b = PlateAwareSampler(classes, plates, 2, 5, seed=1)
-    assert all(np.array_equal(x, y) for x, y in zip(a.batches(3), b.batches(3)))
-    assert not all(np.array_equal(x, y) for x, y in zip(a.batches(3), a.batches(4)))
+    assert all(np.array_equal(x, y) for x, y in zip(a.batches(3), b.batches(3), strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(a.batches(3), a.batches(4), strict=True))
     c = PlateAwareSampler(classes, plates, 2, 5, seed=2)
-    assert not all(np.array_equal(x, y) for x, y in zip(a.batches(3), c.batches(3)))
+    assert not all(np.array_equal(x, y) for x, y in zip(a.batches(3), c.batches(3), strict=True))
 
 
 def test_a_plate_lacking_a_class_is_left_out_and_too_few_plates_is_an_error():
@@ -93,7 +93,9 @@ def test_supcon_ce_adds_the_weighted_parts():
     logits = torch.tensor([[2.0, -1.0], [0.5, 0.2], [-1.0, 1.0]])
     emb = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
     y = torch.tensor([0, 0, 1])
-    total, parts = DeepLoss("supcon_ce", ce_weight=0.3, supcon_weight=0.7, temperature=0.1)(logits, emb, y)
+    total, parts = DeepLoss("supcon_ce", ce_weight=0.3, supcon_weight=0.7, temperature=0.1)(
+        logits, emb, y
+    )
     want = 0.3 * F.cross_entropy(logits, y) + 0.7 * supcon_loss(emb, y, 0.1)
     assert float(total) == pytest.approx(float(want), rel=1e-6)
     assert set(parts) == {"ce", "supcon"}
@@ -105,7 +107,9 @@ def test_cross_entropy_is_computed_on_logits_not_on_probabilities():
     loss, _ = DeepLoss("ce")(logits, None, y)
     assert float(loss) < 1e-6  # confident and right: ~0
     # softmax before CE (the nucleocentric bug) could never go below log(1 + e^-1) = 0.313
-    assert float(F.cross_entropy(torch.softmax(logits, 1), y)) == pytest.approx(math.log(1 + math.exp(-1)), rel=1e-4)
+    assert float(F.cross_entropy(torch.softmax(logits, 1), y)) == pytest.approx(
+        math.log(1 + math.exp(-1)), rel=1e-4
+    )
     assert float(loss) == pytest.approx(float(F.cross_entropy(logits, y)))
 
 
@@ -115,4 +119,6 @@ def test_class_weights_balance_the_classes():
     logits = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     y = torch.tensor([0, 1])
     loss, _ = DeepLoss("ce", weights=w)(logits, None, y)
-    assert float(loss) == pytest.approx(float(F.cross_entropy(logits, y, weight=torch.tensor(w, dtype=torch.float32))))
+    assert float(loss) == pytest.approx(
+        float(F.cross_entropy(logits, y, weight=torch.tensor(w, dtype=torch.float32)))
+    )

@@ -26,7 +26,9 @@ def _data(seed=0):
     return raw, y
 
 
-def _run(seed=0, epochs=4, valid_flipped=False, checkpoint_dir=None, on_epoch_end=None, patience=10):
+def _run(
+    seed=0, epochs=4, valid_flipped=False, checkpoint_dir=None, on_epoch_end=None, patience=10
+):
     raw, y = _data()
     train_idx, valid_idx = np.arange(64), np.arange(64, N)
     valid_y = 1 - y[valid_idx] if valid_flipped else None
@@ -34,8 +36,20 @@ def _run(seed=0, epochs=4, valid_flipped=False, checkpoint_dir=None, on_epoch_en
     model = create_model("resnet10t", 2, 2, 16)
     tf = Transform(Normaliser("percentile").fit(raw, train_idx), 16)
     s = TrainSettings(epochs=epochs, lr=3e-3, batch_size=16, seed=seed, patience=patience)
-    return train(model, DeepLoss("ce"), raw, y, train_idx, valid_idx, tf, s, valid_y=valid_y,
-                 checkpoint_dir=checkpoint_dir, fingerprint="t", on_epoch_end=on_epoch_end)
+    return train(
+        model,
+        DeepLoss("ce"),
+        raw,
+        y,
+        train_idx,
+        valid_idx,
+        tf,
+        s,
+        valid_y=valid_y,
+        checkpoint_dir=checkpoint_dir,
+        fingerprint="t",
+        on_epoch_end=on_epoch_end,
+    )
 
 
 def _metrics(history):
@@ -48,8 +62,12 @@ def test_best_checkpoint_is_a_copy_and_differs_from_the_last_when_validation_pea
     out = _run(valid_flipped=True, epochs=4)
     assert out["best_epoch"] == 1 and len(out["history"]) == 4
     assert out["history"]["valid_loss"].iloc[0] < out["history"]["valid_loss"].iloc[-1]
-    differs = [k for k in out["best_state"] if out["best_state"][k].is_floating_point()
-               and not torch.equal(out["best_state"][k], out["last_state"][k])]
+    differs = [
+        k
+        for k in out["best_state"]
+        if out["best_state"][k].is_floating_point()
+        and not torch.equal(out["best_state"][k], out["last_state"][k])
+    ]
     assert differs  # best = last was the nucleocentric bug (a reference to state_dict())
 
 
@@ -77,7 +95,9 @@ def test_a_run_killed_after_epoch_k_resumes_to_the_uninterrupted_result(tmp_path
     resumed = _run(epochs=4, checkpoint_dir=tmp_path, on_epoch_end=epochs_run.append)
     assert epochs_run == [3, 4]  # epochs 1-2 came from the checkpoint
     pd.testing.assert_frame_equal(_metrics(resumed["history"]), _metrics(full["history"]))
-    assert all(torch.equal(resumed["best_state"][k], full["best_state"][k]) for k in full["best_state"])
+    assert all(
+        torch.equal(resumed["best_state"][k], full["best_state"][k]) for k in full["best_state"]
+    )
 
 
 def test_early_stopping():
@@ -87,11 +107,23 @@ def test_early_stopping():
 
 def _units(split=None):
     raw, y = _data()
-    split = split if split is not None else np.where(np.arange(N) < 64, "train", np.where(np.arange(N) < 80, "valid", "test"))
-    return raw, pd.DataFrame({
-        "Metadata_Plate": np.where(np.arange(N) % 4 < 2, "P1", "P2"), "Metadata_Well": "B02",
-        "Metadata_Site": 1, "Metadata_Image": "B-02-01", "Metadata_ObjectNumber": np.arange(N),
-        "class": np.array(["astro", "SHSY5Y"])[y], "split": split, "sampled": True})
+    split = (
+        split
+        if split is not None
+        else np.where(np.arange(N) < 64, "train", np.where(np.arange(N) < 80, "valid", "test"))
+    )
+    return raw, pd.DataFrame(
+        {
+            "Metadata_Plate": np.where(np.arange(N) % 4 < 2, "P1", "P2"),
+            "Metadata_Well": "B02",
+            "Metadata_Site": 1,
+            "Metadata_Image": "B-02-01",
+            "Metadata_ObjectNumber": np.arange(N),
+            "class": np.array(["astro", "SHSY5Y"])[y],
+            "split": split,
+            "sampled": True,
+        }
+    )
 
 
 def test_a_class_without_training_units_is_an_error():
@@ -106,13 +138,31 @@ def test_a_class_without_training_units_is_an_error():
 
 def test_fit_from_units_writes_the_predictions_contract_with_the_best_weights(tmp_path):
     raw, units = _units()
-    cfg = {"architecture": "resnet10t", "input": "nucleocentric", "image_size": 16, "epochs": 3,
-           "lr": 3e-3, "batch": {"size": 16}, "loss": "supcon_ce", "seed": 0}
-    out = fit_from_units(units, ["astro", "SHSY5Y"], cfg, raw, np.arange(N), ["DAPI", "FITC"],
-                         name="cnn", checkpoint_dir=tmp_path / "ck")
+    cfg = {
+        "architecture": "resnet10t",
+        "input": "nucleocentric",
+        "image_size": 16,
+        "epochs": 3,
+        "lr": 3e-3,
+        "batch": {"size": 16},
+        "loss": "supcon_ce",
+        "seed": 0,
+    }
+    out = fit_from_units(
+        units,
+        ["astro", "SHSY5Y"],
+        cfg,
+        raw,
+        np.arange(N),
+        ["DAPI", "FITC"],
+        name="cnn",
+        checkpoint_dir=tmp_path / "ck",
+    )
     pred = out["predictions"]
     assert len(pred) == N and list(pred.columns[:5]) == list(units.columns[:5])
-    assert {"split", "true_class", "pred_class", "confidence", "Prob_astro", "Prob_SHSY5Y"} <= set(pred.columns)
+    assert {"split", "true_class", "pred_class", "confidence", "Prob_astro", "Prob_SHSY5Y"} <= set(
+        pred.columns
+    )
     np.testing.assert_allclose(pred[["Prob_astro", "Prob_SHSY5Y"]].sum(1), 1, rtol=1e-6)
     assert (pred["true_class"] == units["class"]).all()
     assert all(torch.equal(out["model"].state_dict()[k], out["state"][k]) for k in out["state"])

@@ -16,29 +16,41 @@ def check_models(models: dict, crop_types, channels, other_names=()) -> None:
     for name, cfg in (models or {}).items():
         key = f"deep.models.{name}"
         if name in set(other_names):
-            raise DeepInputError(f"{key}: the name {name!r} is also a classify.models name; "
-                                 f"model names must be unique (they name results/classify/{name}/)")
+            raise DeepInputError(
+                f"{key}: the name {name!r} is also a classify.models name; "
+                f"model names must be unique (they name results/classify/{name}/)"
+            )
         inp = cfg.get("input", "nucleocentric")
         if inp != "field" and inp not in crop_types:
             raise DeepInputError(
                 f"{key}.input is {inp!r}, a crop type this run does not produce (crops.types: "
                 f"{crop_types}); add {inp!r} to crops.types or choose one of {crop_types + ['field']}"
-                if inp in CROP_TYPES else
-                f"{key}.input {inp!r} is unknown; choose a crop type ({', '.join(CROP_TYPES)}) or field"
+                if inp in CROP_TYPES
+                else f"{key}.input {inp!r} is unknown; choose a crop type ({', '.join(CROP_TYPES)}) or field"
             )
         unknown = [c for c in (cfg.get("channels") or []) if str(c) not in channels]
         if unknown:
-            raise DeepInputError(f"{key}.channels: {unknown} not in images.channels {channels}; "
-                                 f"use names from images.channels")
+            raise DeepInputError(
+                f"{key}.channels: {unknown} not in images.channels {channels}; "
+                f"use names from images.channels"
+            )
         m = re.search(r"patch(\d+)", str(cfg.get("architecture", "")))
         size = int(cfg.get("image_size", 64))
         if m and size % int(m.group(1)):
-            raise DeepInputError(f"{key}.image_size {size} is not divisible by the patch size "
-                                 f"{m.group(1)} of {cfg['architecture']}; use a multiple of {m.group(1)}")
+            raise DeepInputError(
+                f"{key}.image_size {size} is not divisible by the patch size "
+                f"{m.group(1)} of {cfg['architecture']}; use a multiple of {m.group(1)}"
+            )
         pre = cfg.get("pretrained")
         if pre and not Path(pre).is_file():
-            raise DeepInputError(f"{key}.pretrained: file {pre} does not exist; "
-                                 + FETCH_HINT.format(arch=cfg.get("architecture"), path=pre))
+            raise DeepInputError(
+                f"{key}.pretrained: file {pre} does not exist; "
+                + FETCH_HINT.format(arch=cfg.get("architecture"), path=pre)
+            )
         batch = cfg.get("batch", {}) or {}
-        if cfg.get("loss") == "supcon_ce" and not batch.get("plate_aware", False) and batch.get("size", 32) < 2:
+        if (
+            cfg.get("loss") == "supcon_ce"
+            and not batch.get("plate_aware", False)
+            and batch.get("size", 32) < 2
+        ):
             raise DeepInputError(f"{key}: SupCon needs batches of at least 2 units")

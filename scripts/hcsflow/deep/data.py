@@ -78,8 +78,9 @@ def resize_batch(x, size: int):
     x = pad_to_square(x)
     if x.shape[-1] == size:
         return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=x.shape[-1] > size)
+    return F.interpolate(
+        x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size
+    )
 
 
 # ---- normalisation ---------------------------------------------------------------------------
@@ -98,7 +99,9 @@ class Normaliser:
                 f"normalisation {self.method!r} is unknown; choose one of {', '.join(NORMALISATIONS)}"
             )
 
-    def fit(self, raw: np.ndarray, index=None, max_samples: int = 2000, seed: int = 0) -> "Normaliser":
+    def fit(
+        self, raw: np.ndarray, index=None, max_samples: int = 2000, seed: int = 0
+    ) -> Normaliser:
         """Fit on ``raw[index]`` (the training split; at most ``max_samples`` images, seeded)."""
         idx = np.arange(len(raw)) if index is None else np.asarray(index)
         if len(idx) == 0:
@@ -154,13 +157,23 @@ class Normaliser:
         return {"method": self.method, "low": self.low, "high": self.high, "values": self.values}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Normaliser":
-        return cls(method=d.get("method", "percentile"), low=d.get("low", 0.1),
-                   high=d.get("high", 99.9), values=d.get("values", {}))
+    def from_dict(cls, d: dict) -> Normaliser:
+        return cls(
+            method=d.get("method", "percentile"),
+            low=d.get("low", 0.1),
+            high=d.get("high", 99.9),
+            values=d.get("values", {}),
+        )
 
 
 # ---- augmentation ----------------------------------------------------------------------------
-DEFAULT_AUGMENT = {"flips": True, "rot90": True, "brightness": 0.1, "contrast": [0.75, 1.25], "p": 0.5}
+DEFAULT_AUGMENT = {
+    "flips": True,
+    "rot90": True,
+    "brightness": 0.1,
+    "contrast": [0.75, 1.25],
+    "p": 0.5,
+}
 
 
 def draw_augmentation(b: int, c: int, gen, cfg: dict | None = None) -> dict:
@@ -183,9 +196,13 @@ def draw_augmentation(b: int, c: int, gen, cfg: dict | None = None) -> dict:
         flip_w[:], flip_h[:] = False, False
     if not cfg["rot90"]:
         k[:] = 0
-    return {"flip_w": flip_w, "flip_h": flip_h, "k": k,
-            "add": torch.where(b_on, shift, torch.zeros(b, c)),
-            "mult": torch.where(c_on, fac, torch.ones(b, c)) if cfg["contrast"] else torch.ones(b, c)}
+    return {
+        "flip_w": flip_w,
+        "flip_h": flip_h,
+        "k": k,
+        "add": torch.where(b_on, shift, torch.zeros(b, c)),
+        "mult": torch.where(c_on, fac, torch.ones(b, c)) if cfg["contrast"] else torch.ones(b, c),
+    }
 
 
 def _dihedral(a, flip_w: bool, flip_h: bool, k: int):
@@ -206,7 +223,9 @@ def _dihedral(a, flip_w: bool, flip_h: bool, k: int):
 
 def _intensity_(x, draws):
     b, c = x.shape[:2]
-    return x.mul_(draws["mult"].view(b, c, 1, 1).to(x.device)).add_(draws["add"].view(b, c, 1, 1).to(x.device))
+    return x.mul_(draws["mult"].view(b, c, 1, 1).to(x.device)).add_(
+        draws["add"].view(b, c, 1, 1).to(x.device)
+    )
 
 
 def augment_batch(x, gen, cfg: dict | None = None):
@@ -284,9 +303,13 @@ def load_unit_crops(units: pd.DataFrame, npz_paths, channels=None, log=None):
                 sel = channel_indices(file_channels, channels, where=str(npz))
                 names = [file_channels[i] for i in sel]
             elif [file_channels[i] for i in sel] != names:
-                raise DeepInputError(f"{npz}: channels {file_channels} differ from other crop files")
+                raise DeepInputError(
+                    f"{npz}: channels {file_channels} differ from other crop files"
+                )
             crops = z["crops"]
-        m = by_image[key].merge(idx_tab[["Metadata_ObjectNumber", "crop_row"]], on="Metadata_ObjectNumber")
+        m = by_image[key].merge(
+            idx_tab[["Metadata_ObjectNumber", "crop_row"]], on="Metadata_ObjectNumber"
+        )
         if m.empty:
             continue
         parts.append(crops[m["crop_row"].to_numpy()][:, sel])
@@ -302,8 +325,11 @@ def load_unit_crops(units: pd.DataFrame, npz_paths, channels=None, log=None):
         raw = raw.astype(np.float32)
     missing = len(units) - len(order)
     if missing:
-        log.warning("%d of %d units have no crop (dropped at the border?) and are left out",
-                    missing, len(units))
+        log.warning(
+            "%d of %d units have no crop (dropped at the border?) and are left out",
+            missing,
+            len(units),
+        )
     kept = units.loc[order].reset_index(drop=True)
     return raw, kept, names
 
@@ -319,11 +345,17 @@ def field_units(units: pd.DataFrame, log=None) -> pd.DataFrame:
     n_cls = units.groupby(keys)["class"].nunique()
     pure = n_cls[n_cls == 1].index
     fields = units.set_index(keys).loc[pure].reset_index()
-    agg = {c: "first" for c in fields.columns if c not in keys + ["Metadata_ObjectNumber", "sampled"]}
+    agg = {
+        c: "first" for c in fields.columns if c not in keys + ["Metadata_ObjectNumber", "sampled"]
+    }
     agg["sampled"] = "max"
     out = fields.groupby(keys, sort=True).agg(agg).reset_index()
-    log.info("%d fields from %d cell units (%d mixed fields left out)", len(out), len(units),
-             int((n_cls > 1).sum()))
+    log.info(
+        "%d fields from %d cell units (%d mixed fields left out)",
+        len(out),
+        len(units),
+        int((n_cls > 1).sum()),
+    )
     return out
 
 
@@ -341,9 +373,18 @@ def tile_boxes(h: int, w: int, n_tiles: int, tile: int) -> list[tuple[int, int]]
     return boxes[:n_tiles]
 
 
-def load_fields(units: pd.DataFrame, files: dict, channels_all, channels=None, image_size: int = 128,
-                mode: str = "resize", n_tiles: int = 5, tile_size: int | None = None,
-                read=None, log=None):
+def load_fields(
+    units: pd.DataFrame,
+    files: dict,
+    channels_all,
+    channels=None,
+    image_size: int = 128,
+    mode: str = "resize",
+    n_tiles: int = 5,
+    tile_size: int | None = None,
+    read=None,
+    log=None,
+):
     """Whole fields of ``units`` (one row per field): ``files[(plate, image)]`` = its raw files.
 
     ``mode='resize'``: the field padded to a square and resized to ``image_size``; ``'tiles'``:
@@ -366,7 +407,9 @@ def load_fields(units: pd.DataFrame, files: dict, channels_all, channels=None, i
         img = np.asarray(read(files[key]))[sel].astype(np.float32)
         if mode == "tiles":
             t = tile_size or min(img.shape[-2:]) // 2
-            pieces = [img[:, y:y + t, x:x + t] for y, x in tile_boxes(*img.shape[-2:], n_tiles, t)]
+            pieces = [
+                img[:, y : y + t, x : x + t] for y, x in tile_boxes(*img.shape[-2:], n_tiles, t)
+            ]
         else:
             pieces = [img]
         for p in pieces:
@@ -376,8 +419,14 @@ def load_fields(units: pd.DataFrame, files: dict, channels_all, channels=None, i
     return np.stack(out).astype(np.float32), np.asarray(owner, dtype=np.int64), names
 
 
-def load_model_inputs(cfg: dict, units: pd.DataFrame, npz_paths=(), images: pd.DataFrame | None = None,
-                      channels_all=None, log=None):
+def load_model_inputs(
+    cfg: dict,
+    units: pd.DataFrame,
+    npz_paths=(),
+    images: pd.DataFrame | None = None,
+    channels_all=None,
+    log=None,
+):
     """The images of ``units`` for the model ``cfg``: ``(raw, units, sample_unit, channel names)``.
 
     Crop input: ``npz_paths`` are the crop files of ``cfg['input']`` (units must be cells).
@@ -386,7 +435,9 @@ def load_model_inputs(cfg: dict, units: pd.DataFrame, npz_paths=(), images: pd.D
     log = log or LOG
     inp = cfg.get("input", "nucleocentric")
     if inp not in INPUTS:
-        raise DeepInputError(f"input {inp!r} is unknown; choose a crop type ({', '.join(CROP_TYPES)}) or field")
+        raise DeepInputError(
+            f"input {inp!r} is unknown; choose a crop type ({', '.join(CROP_TYPES)}) or field"
+        )
     if inp == "field":
         fields = field_units(units, log)
         files = {}
@@ -395,11 +446,24 @@ def load_model_inputs(cfg: dict, units: pd.DataFrame, npz_paths=(), images: pd.D
             rf = rf.split(";") if isinstance(rf, str) else list(rf)
             files[(str(row.plate), str(row.image))] = rf
         f = cfg.get("field", {}) or {}
-        raw, owner, names = load_fields(fields, files, channels_all, cfg.get("channels"),
-                                        int(cfg.get("image_size", 128)), f.get("mode", "resize"),
-                                        int(f.get("n_tiles", 5)), f.get("tile_size"), log=log)
-        log.info("loaded %d samples of %d fields, %s px, channels %s", len(raw), len(fields),
-                 raw.shape[-1], names)
+        raw, owner, names = load_fields(
+            fields,
+            files,
+            channels_all,
+            cfg.get("channels"),
+            int(cfg.get("image_size", 128)),
+            f.get("mode", "resize"),
+            int(f.get("n_tiles", 5)),
+            f.get("tile_size"),
+            log=log,
+        )
+        log.info(
+            "loaded %d samples of %d fields, %s px, channels %s",
+            len(raw),
+            len(fields),
+            raw.shape[-1],
+            names,
+        )
         return raw, fields, owner, names
     if "Metadata_ObjectNumber" not in units.columns:
         raise DeepInputError(
@@ -407,6 +471,13 @@ def load_model_inputs(cfg: dict, units: pd.DataFrame, npz_paths=(), images: pd.D
             f"(classify.unit: field); use input: field or classify.unit: cell"
         )
     raw, kept, names = load_unit_crops(units, npz_paths, cfg.get("channels"), log=log)
-    log.info("preloaded %d %s crops %s (%s, %.1f MB), channels %s", len(raw), inp, raw.shape[1:],
-             raw.dtype, raw.nbytes / 1e6, names)
+    log.info(
+        "preloaded %d %s crops %s (%s, %.1f MB), channels %s",
+        len(raw),
+        inp,
+        raw.shape[1:],
+        raw.dtype,
+        raw.nbytes / 1e6,
+        names,
+    )
     return raw, kept, np.arange(len(kept)), names

@@ -81,28 +81,41 @@ def mixing_table(emb: np.ndarray, plates, classes, splits, k: int = 15) -> pd.Da
                 continue
             n = int(s.sum())
             ent, _ = knn_label_entropy(emb[s], plates[s], k)
-            rows += [(split, cls, "knn_plate_entropy", ent, n, k),
-                     (split, cls, "silhouette_plate", silhouette(emb[s], plates[s]), n, k)]
+            rows += [
+                (split, cls, "knn_plate_entropy", ent, n, k),
+                (split, cls, "silhouette_plate", silhouette(emb[s], plates[s]), n, k),
+            ]
             if cls == "all":
                 _, agree = knn_label_entropy(emb[s], classes[s], k)
-                rows += [(split, cls, "knn_class_agreement", agree, n, k),
-                         (split, cls, "silhouette_class", silhouette(emb[s], classes[s]), n, k)]
+                rows += [
+                    (split, cls, "knn_class_agreement", agree, n, k),
+                    (split, cls, "silhouette_class", silhouette(emb[s], classes[s]), n, k),
+                ]
     return pd.DataFrame(rows, columns=["split", "class", "metric", "value", "n_units", "k"])
 
 
-def umap_2d(emb: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1) -> np.ndarray:
+def umap_2d(
+    emb: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1
+) -> np.ndarray:
     """Seeded 2-D UMAP (cosine) of the embeddings."""
     import umap
 
     n = len(emb)
     if n < 4:
         return np.zeros((n, 2))
-    reducer = umap.UMAP(n_neighbors=min(n_neighbors, n - 1), min_dist=min_dist, metric="cosine",
-                        random_state=seed, n_jobs=1)
+    reducer = umap.UMAP(
+        n_neighbors=min(n_neighbors, n - 1),
+        min_dist=min_dist,
+        metric="cosine",
+        random_state=seed,
+        n_jobs=1,
+    )
     return reducer.fit_transform(np.asarray(emb, dtype=np.float32))
 
 
-def umap_figure(xy: np.ndarray, classes, plates, title: str = "", mixing: pd.DataFrame | None = None):
+def umap_figure(
+    xy: np.ndarray, classes, plates, title: str = "", mixing: pd.DataFrame | None = None
+):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,16 +126,30 @@ def umap_figure(xy: np.ndarray, classes, plates, title: str = "", mixing: pd.Dat
         labels = np.asarray(labels).astype(str)
         for j, lab in enumerate(sorted(np.unique(labels))):
             s = labels == lab
-            ax.scatter(xy[s, 0], xy[s, 1], s=6, alpha=0.7, color=plt.cm.tab10(j % 10), label=f"{lab} ({s.sum()})")
+            ax.scatter(
+                xy[s, 0],
+                xy[s, 1],
+                s=6,
+                alpha=0.7,
+                color=plt.cm.tab10(j % 10),
+                label=f"{lab} ({s.sum()})",
+            )
         ax.set_title(f"coloured by {name}")
-        ax.set_xticks([]); ax.set_yticks([])
+        ax.set_xticks([])
+        ax.set_yticks([])
         ax.legend(fontsize=7, markerscale=2, loc="best")
     if mixing is not None and len(mixing):
-        m = mixing[(mixing["split"] == "all") & (mixing["class"] == "all")].set_index("metric")["value"]
-        axes[1].set_xlabel("kNN plate entropy %.2f, silhouette by plate %.2f" % (
-            m.get("knn_plate_entropy", np.nan), m.get("silhouette_plate", np.nan)))
-        axes[0].set_xlabel("kNN class agreement %.2f, silhouette by class %.2f" % (
-            m.get("knn_class_agreement", np.nan), m.get("silhouette_class", np.nan)))
+        m = mixing[(mixing["split"] == "all") & (mixing["class"] == "all")].set_index("metric")[
+            "value"
+        ]
+        axes[1].set_xlabel(
+            f"kNN plate entropy {m.get('knn_plate_entropy', np.nan):.2f}, "
+            f"silhouette by plate {m.get('silhouette_plate', np.nan):.2f}"
+        )
+        axes[0].set_xlabel(
+            f"kNN class agreement {m.get('knn_class_agreement', np.nan):.2f}, "
+            f"silhouette by class {m.get('silhouette_class', np.nan):.2f}"
+        )
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -71,8 +71,9 @@ def composite(x: np.ndarray) -> np.ndarray:
     return np.clip(rgb, 0, 1)
 
 
-def pick_units(predictions: pd.DataFrame, classes, n_per_class: int, seed: int = 0,
-               split: str = "test") -> pd.DataFrame:
+def pick_units(
+    predictions: pd.DataFrame, classes, n_per_class: int, seed: int = 0, split: str = "test"
+) -> pd.DataFrame:
     """Up to ``n_per_class`` units of each true class, from ``split`` (other splits when it has
     too few), seeded; the returned frame keeps the original index."""
     parts = []
@@ -89,8 +90,14 @@ def pick_units(predictions: pd.DataFrame, classes, n_per_class: int, seed: int =
     return pd.concat(parts) if parts else predictions.iloc[:0]
 
 
-def montage_figure(images: np.ndarray, cams: np.ndarray, picked: pd.DataFrame, classes, n_per_class: int,
-                   title: str = ""):
+def montage_figure(
+    images: np.ndarray,
+    cams: np.ndarray,
+    picked: pd.DataFrame,
+    classes,
+    n_per_class: int,
+    title: str = "",
+):
     """Rows = classes; per unit the composite and the CAM overlay side by side."""
     import matplotlib
 
@@ -99,7 +106,9 @@ def montage_figure(images: np.ndarray, cams: np.ndarray, picked: pd.DataFrame, c
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
     n_cols = max(1, n_per_class) * 2
-    fig, axes = plt.subplots(len(classes), n_cols, figsize=(1.6 * n_cols, 2.1 * len(classes)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(classes), n_cols, figsize=(1.6 * n_cols, 2.1 * len(classes)), squeeze=False
+    )
     for ax in axes.ravel():
         ax.axis("off")
     row_pos = {c: 0 for c in classes}
@@ -113,8 +122,11 @@ def montage_figure(images: np.ndarray, cams: np.ndarray, picked: pd.DataFrame, c
         axes[r, 2 * j + 1].imshow(over)
         ok = unit["pred_class"] == unit["true_class"]
         axes[r, 2 * j].set_title(f"{unit['true_class']}", fontsize=7)
-        axes[r, 2 * j + 1].set_title(f"pred {unit['pred_class']} {unit['confidence']:.2f}", fontsize=7,
-                                     color="black" if ok else "red")
+        axes[r, 2 * j + 1].set_title(
+            f"pred {unit['pred_class']} {unit['confidence']:.2f}",
+            fontsize=7,
+            color="black" if ok else "red",
+        )
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig

@@ -31,8 +31,14 @@ def supcon_loss(embeddings, labels, temperature: float = 0.1):
 class DeepLoss:
     """``loss(logits, embeddings, labels) -> (total, {part: value})``."""
 
-    def __init__(self, kind: str = "ce", weights=None, ce_weight: float = 1.0,
-                 supcon_weight: float = 0.0, temperature: float = 0.1):
+    def __init__(
+        self,
+        kind: str = "ce",
+        weights=None,
+        ce_weight: float = 1.0,
+        supcon_weight: float = 0.0,
+        temperature: float = 0.1,
+    ):
         import torch
 
         if kind not in LOSSES:

@@ -17,7 +17,7 @@ from pathlib import Path
 from .data import DeepInputError
 
 FETCH_HINT = (
-    "download it once on a machine with internet, e.g. `python -c \"import timm, torch; "
+    'download it once on a machine with internet, e.g. `python -c "import timm, torch; '
     "m = timm.create_model('{arch}', pretrained=True); torch.save(m.state_dict(), '{path}')\"`, "
     "copy it there, or set pretrained: null to train from scratch"
 )
@@ -50,8 +50,14 @@ def check_architecture(architecture: str, image_size: int | None = None) -> None
         )
 
 
-def create_model(architecture: str, in_chans: int, num_classes: int, image_size: int | None = None,
-                 pretrained: str | None = None, drop_rate: float = 0.0):
+def create_model(
+    architecture: str,
+    in_chans: int,
+    num_classes: int,
+    image_size: int | None = None,
+    pretrained: str | None = None,
+    drop_rate: float = 0.0,
+):
     """A timm model (``pretrained``: a local state-dict file or None)."""
     import timm
 
@@ -61,7 +67,9 @@ def create_model(architecture: str, in_chans: int, num_classes: int, image_size:
             f"pretrained weights file {pretrained} does not exist; "
             + FETCH_HINT.format(arch=architecture, path=pretrained)
         )
-    kwargs = dict(pretrained=False, in_chans=int(in_chans), num_classes=int(num_classes), drop_rate=drop_rate)
+    kwargs = dict(
+        pretrained=False, in_chans=int(in_chans), num_classes=int(num_classes), drop_rate=drop_rate
+    )
     if _patch_size(architecture) and image_size:
         kwargs["img_size"] = int(image_size)
     model = timm.create_model(architecture, **kwargs)
@@ -97,16 +105,24 @@ def load_pretrained(model, path: str) -> list[str]:
         if key in state and key in own and state[key].shape[1] != own[key].shape[1]:
             state[key] = adapt_input_conv(own[key].shape[1], state[key])
     # ViT position embeddings at another image size
-    if "pos_embed" in state and "pos_embed" in own and state["pos_embed"].shape != own["pos_embed"].shape:
+    if (
+        "pos_embed" in state
+        and "pos_embed" in own
+        and state["pos_embed"].shape != own["pos_embed"].shape
+    ):
         from timm.layers import resample_abs_pos_embed
 
         state["pos_embed"] = resample_abs_pos_embed(
-            state["pos_embed"], new_size=model.patch_embed.grid_size,
-            num_prefix_tokens=getattr(model, "num_prefix_tokens", 1))
+            state["pos_embed"],
+            new_size=model.patch_embed.grid_size,
+            num_prefix_tokens=getattr(model, "num_prefix_tokens", 1),
+        )
     bad = [k for k in state if k in own and state[k].shape != own[k].shape]
     if bad:
-        raise DeepInputError(f"{path}: weights {bad[:5]} do not fit {type(model).__name__} "
-                             f"(another architecture's file?)")
+        raise DeepInputError(
+            f"{path}: weights {bad[:5]} do not fit {type(model).__name__} "
+            f"(another architecture's file?)"
+        )
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith(head + ".")]
     if missing or unexpected:

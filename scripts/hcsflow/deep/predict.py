@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import CROP_KEYS, DeepInputError, Normaliser, Transform, channel_indices, load_unit_crops
+from .data import DeepInputError, Normaliser, Transform, channel_indices, load_unit_crops
 from .models import create_model
-from .train import average_by_unit, predict_logits, predictions_table, softmax
+from .train import predict_logits, predictions_table, softmax
 
 
 @dataclass
@@ -44,24 +44,36 @@ def load_model(path, device=None) -> LoadedModel:
     weights = json_path.parent / "model.pt"
     if not weights.is_file():
         raise DeepInputError(f"{weights} is missing: copy model.pt beside {json_path}")
-    model = create_model(spec["architecture"], spec["in_chans"], len(spec["classes"]), spec["image_size"])
+    model = create_model(
+        spec["architecture"], spec["in_chans"], len(spec["classes"]), spec["image_size"]
+    )
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
     device = device or torch.device("cpu")
     model.to(device).eval()
-    return LoadedModel(model, spec, Transform(Normaliser.from_dict(spec["normalisation"]),
-                                              int(spec["image_size"])), device)
+    return LoadedModel(
+        model,
+        spec,
+        Transform(Normaliser.from_dict(spec["normalisation"]), int(spec["image_size"])),
+        device,
+    )
 
 
 def predict_proba(loaded: LoadedModel, raw: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    logits, _ = predict_logits(loaded.model, raw, np.arange(len(raw)), loaded.transform,
-                               loaded.device, batch_size)
+    logits, _ = predict_logits(
+        loaded.model, raw, np.arange(len(raw)), loaded.transform, loaded.device, batch_size
+    )
     if len(raw) == 0:
         return np.zeros((0, len(loaded.classes)))
     return softmax(logits)
 
 
-def predict_crops(loaded: LoadedModel, crops: np.ndarray, meta: pd.DataFrame | None = None,
-                  batch_size: int = 256, channels=None) -> pd.DataFrame:
+def predict_crops(
+    loaded: LoadedModel,
+    crops: np.ndarray,
+    meta: pd.DataFrame | None = None,
+    batch_size: int = 256,
+    channels=None,
+) -> pd.DataFrame:
     """Predictions of crops ``(N, C, P, P)``: channels in the model's order, or named by
     ``channels`` (then picked by name). ``meta``: one row per crop (its ``Metadata_`` columns are
     kept; ``split`` = predict)."""
@@ -69,8 +81,9 @@ def predict_crops(loaded: LoadedModel, crops: np.ndarray, meta: pd.DataFrame | N
     if channels is not None:
         crops = crops[:, channel_indices(channels, loaded.spec["channels"], where="the crops")]
     if crops.shape[1] != loaded.spec["in_chans"]:
-        raise DeepInputError(f"crops have {crops.shape[1]} channels; the model wants "
-                             f"{loaded.spec['channels']}")
+        raise DeepInputError(
+            f"crops have {crops.shape[1]} channels; the model wants " f"{loaded.spec['channels']}"
+        )
     probs = predict_proba(loaded, crops, batch_size)
     meta = pd.DataFrame(index=range(len(crops))) if meta is None else meta.reset_index(drop=True)
     units = meta[[c for c in meta.columns if c.startswith("Metadata_")]].copy()
@@ -82,8 +95,9 @@ def predict_crops(loaded: LoadedModel, crops: np.ndarray, meta: pd.DataFrame | N
     return predictions_table(units, probs, loaded.classes)
 
 
-def predict_units(loaded: LoadedModel, units: pd.DataFrame, npz_paths, batch_size: int = 256,
-                  log=None) -> pd.DataFrame:
+def predict_units(
+    loaded: LoadedModel, units: pd.DataFrame, npz_paths, batch_size: int = 256, log=None
+) -> pd.DataFrame:
     """Predictions of cell units from the crop files of the model's crop type (``npz_paths``)."""
     if loaded.spec["input"] == "field":
         raise DeepInputError("predict_units reads crops; this model reads whole fields")

@@ -28,11 +28,13 @@ def epoch_rng(seed: int, epoch: int, stream: int = 0) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(epoch), int(stream)])
 
 
-def shuffled_batches(n: int, batch_size: int, seed: int, epoch: int, drop_last: bool = True) -> list[np.ndarray]:
+def shuffled_batches(
+    n: int, batch_size: int, seed: int, epoch: int, drop_last: bool = True
+) -> list[np.ndarray]:
     """A seeded permutation of ``range(n)`` cut into batches (the last short one dropped when
     ``drop_last`` and there is more than one batch)."""
     perm = epoch_rng(seed, epoch).permutation(n)
-    batches = [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+    batches = [perm[i : i + batch_size] for i in range(0, n, batch_size)]
     if drop_last and len(batches) > 1 and len(batches[-1]) < batch_size:
         batches = batches[:-1]
     return batches
@@ -42,8 +44,16 @@ class PlateAwareSampler:
     """Batches of ``n_plates`` plates x every class x ``n_per_class`` units (positions into the
     ``classes``/``plates`` arrays of the training units)."""
 
-    def __init__(self, classes, plates, n_plates: int, n_per_class: int, seed: int = 0,
-                 n_batches: int | None = None, log=None):
+    def __init__(
+        self,
+        classes,
+        plates,
+        n_plates: int,
+        n_per_class: int,
+        seed: int = 0,
+        n_batches: int | None = None,
+        log=None,
+    ):
         log = log or LOG
         self.classes = np.asarray(classes)
         self.plates = np.asarray(plates).astype(str)
@@ -53,12 +63,17 @@ class PlateAwareSampler:
         for p in sorted(set(self.plates.tolist())):
             for c in self.class_ids:
                 pools[(p, c)] = np.flatnonzero((self.plates == p) & (self.classes == c))
-        complete = [p for p in sorted(set(self.plates.tolist()))
-                    if all(len(pools[(p, c)]) for c in self.class_ids)]
+        complete = [
+            p
+            for p in sorted(set(self.plates.tolist()))
+            if all(len(pools[(p, c)]) for c in self.class_ids)
+        ]
         lacking = sorted(set(self.plates.tolist()) - set(complete))
         if lacking:
-            log.warning("plate-aware batches leave out plate(s) %s: they lack training units of some class",
-                        lacking)
+            log.warning(
+                "plate-aware batches leave out plate(s) %s: they lack training units of some class",
+                lacking,
+            )
         if len(complete) < self.n_plates:
             raise DeepInputError(
                 f"plate-aware batches need {self.n_plates} plates with training units of every class "

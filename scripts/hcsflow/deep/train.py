@@ -21,7 +21,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -56,20 +56,28 @@ class TrainSettings:
     eval_batch_size: int = 256
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "TrainSettings":
+    def from_config(cls, cfg: dict) -> TrainSettings:
         batch = cfg.get("batch", {}) or {}
         aug = cfg.get("augment", {})
         return cls(
-            epochs=cfg.get("epochs", 50), lr=cfg.get("lr", 1e-4), weight_decay=cfg.get("weight_decay", 1e-4),
-            patience=cfg.get("patience", 10), monitor=cfg.get("monitor", "valid_loss"),
+            epochs=cfg.get("epochs", 50),
+            lr=cfg.get("lr", 1e-4),
+            weight_decay=cfg.get("weight_decay", 1e-4),
+            patience=cfg.get("patience", 10),
+            monitor=cfg.get("monitor", "valid_loss"),
             scheduler_factor=(cfg.get("scheduler") or {}).get("factor", 0.5),
             scheduler_patience=(cfg.get("scheduler") or {}).get("patience", 3),
-            batch_size=batch.get("size", 32), plate_aware=batch.get("plate_aware", False),
-            n_plates=batch.get("n_plates", 2), n_per_class=batch.get("n_per_class", 5),
+            batch_size=batch.get("size", 32),
+            plate_aware=batch.get("plate_aware", False),
+            n_plates=batch.get("n_plates", 2),
+            n_per_class=batch.get("n_per_class", 5),
             batches_per_epoch=batch.get("per_epoch"),
             freeze_bn=cfg.get("freeze_bn", False),
-            augment=None if aug is False or (isinstance(aug, dict) and aug.get("enabled") is False)
-            else {k: v for k, v in (aug or {}).items() if k != "enabled"},
+            augment=(
+                None
+                if aug is False or (isinstance(aug, dict) and aug.get("enabled") is False)
+                else {k: v for k, v in (aug or {}).items() if k != "enabled"}
+            ),
             seed=cfg.get("seed", 0),
         )
 
@@ -93,7 +101,7 @@ def predict_logits(model, raw, index, transform: Transform, device=None, batch_s
     logits, embs = [], []
     with torch.no_grad():
         for i in range(0, len(index), batch_size):
-            x = transform(raw, index[i:i + batch_size], device=device)
+            x = transform(raw, index[i : i + batch_size], device=device)
             lg, em = forward(model, x)
             logits.append(lg.float().cpu().numpy())
             embs.append(em.float().cpu().numpy())
@@ -115,8 +123,11 @@ def _metrics(logits: np.ndarray, y: np.ndarray) -> dict:
     loss = float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None))))
     pred = p.argmax(1)
     recalls = [np.mean(pred[y == c] == c) for c in np.unique(y)]
-    return {"valid_loss": loss, "valid_accuracy": float(np.mean(pred == y)),
-            "valid_balanced_accuracy": float(np.mean(recalls))}
+    return {
+        "valid_loss": loss,
+        "valid_accuracy": float(np.mean(pred == y)),
+        "valid_balanced_accuracy": float(np.mean(recalls)),
+    }
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -128,9 +139,24 @@ def _save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def train(model, loss_fn: DeepLoss, raw, y, train_idx, valid_idx, transform: Transform,
-          settings: TrainSettings, *, train_plates=None, valid_y=None, device=None,
-          checkpoint_dir=None, fingerprint: str = "", log=None, on_epoch_end=None) -> dict:
+def train(
+    model,
+    loss_fn: DeepLoss,
+    raw,
+    y,
+    train_idx,
+    valid_idx,
+    transform: Transform,
+    settings: TrainSettings,
+    *,
+    train_plates=None,
+    valid_y=None,
+    device=None,
+    checkpoint_dir=None,
+    fingerprint: str = "",
+    log=None,
+    on_epoch_end=None,
+) -> dict:
     """Train ``model`` on ``raw[train_idx]`` (labels ``y[train_idx]``), validate on
     ``raw[valid_idx]``. Returns ``{'best_state', 'best_epoch', 'history', 'last_state'}``.
 
@@ -153,22 +179,44 @@ def train(model, loss_fn: DeepLoss, raw, y, train_idx, valid_idx, transform: Tra
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=s.scheduler_factor,
-                                                       patience=s.scheduler_patience)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode=mode, factor=s.scheduler_factor, patience=s.scheduler_patience
+    )
     if s.plate_aware:
-        sampler = PlateAwareSampler(y[train_idx], train_plates, s.n_plates, s.n_per_class, seed=s.seed,
-                                    n_batches=s.batches_per_epoch, log=log)
+        sampler = PlateAwareSampler(
+            y[train_idx],
+            train_plates,
+            s.n_plates,
+            s.n_per_class,
+            seed=s.seed,
+            n_batches=s.batches_per_epoch,
+            log=log,
+        )
         batches_of = sampler.batches
-        log.info("plate-aware batches: %d plates x %d classes x %d units = %d per batch, %d per epoch",
-                 s.n_plates, len(sampler.class_ids), s.n_per_class, sampler.batch_size, len(sampler))
+        log.info(
+            "plate-aware batches: %d plates x %d classes x %d units = %d per batch, %d per epoch",
+            s.n_plates,
+            len(sampler.class_ids),
+            s.n_per_class,
+            sampler.batch_size,
+            len(sampler),
+        )
     else:
+
         def batches_of(epoch):
             b = shuffled_batches(len(train_idx), s.batch_size, s.seed, epoch)
             return b[: s.batches_per_epoch] if s.batches_per_epoch else b
 
     ck_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
-    state = {"epoch": 0, "history": [], "best_state": None, "best_score": None, "best_epoch": 0,
-             "bad": 0, "stopped": False}
+    state = {
+        "epoch": 0,
+        "history": [],
+        "best_state": None,
+        "best_score": None,
+        "best_epoch": 0,
+        "bad": 0,
+        "stopped": False,
+    }
     if ck_path is not None and ck_path.is_file():
         ck = torch.load(ck_path, map_location="cpu", weights_only=False)
         if ck.get("fingerprint") == fingerprint:
@@ -213,30 +261,60 @@ def train(model, loss_fn: DeepLoss, raw, y, train_idx, valid_idx, transform: Tra
         best = state["best_score"]
         improved = best is None or (score < best if mode == "min" else score > best)
         if improved:
-            state.update(best_score=score, best_epoch=epoch, bad=0,
-                         best_state={k: v.detach().cpu().clone() for k, v in copy.deepcopy(model.state_dict()).items()})
+            state.update(
+                best_score=score,
+                best_epoch=epoch,
+                bad=0,
+                best_state={
+                    k: v.detach().cpu().clone()
+                    for k, v in copy.deepcopy(model.state_dict()).items()
+                },
+            )
         else:
             state["bad"] += 1
         row["seconds"] = round(time.perf_counter() - t0, 3)
         state["history"].append(row)
         state["epoch"] = epoch
-        log.info("epoch %d/%d: train loss %.4f, valid loss %.4f, valid accuracy %.3f, lr %.2g, %.1f s%s",
-                 epoch, s.epochs, row.get("train_loss", np.nan), row["valid_loss"], row["valid_accuracy"],
-                 row["lr"], row["seconds"], " (best)" if improved else "")
+        log.info(
+            "epoch %d/%d: train loss %.4f, valid loss %.4f, valid accuracy %.3f, lr %.2g, %.1f s%s",
+            epoch,
+            s.epochs,
+            row.get("train_loss", np.nan),
+            row["valid_loss"],
+            row["valid_accuracy"],
+            row["lr"],
+            row["seconds"],
+            " (best)" if improved else "",
+        )
         if state["bad"] >= s.patience:
-            log.info("early stop: %s did not improve for %d epochs (best epoch %d)",
-                     monitor, s.patience, state["best_epoch"])
+            log.info(
+                "early stop: %s did not improve for %d epochs (best epoch %d)",
+                monitor,
+                s.patience,
+                state["best_epoch"],
+            )
             state["stopped"] = True
         if ck_path is not None:
-            _save_atomic({"fingerprint": fingerprint, "model": model.state_dict(),
-                          "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                          "state": state}, ck_path)
+            _save_atomic(
+                {
+                    "fingerprint": fingerprint,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "state": state,
+                },
+                ck_path,
+            )
         if on_epoch_end is not None:
             on_epoch_end(epoch)
     history = pd.DataFrame(state["history"])
-    return {"best_state": state["best_state"], "best_epoch": state["best_epoch"], "history": history,
-            "last_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-            "monitor": monitor}
+    return {
+        "best_state": state["best_state"],
+        "best_epoch": state["best_epoch"],
+        "history": history,
+        "last_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "monitor": monitor,
+    }
 
 
 # ---- units -> model -> predictions ------------------------------------------------------------
@@ -257,18 +335,30 @@ def check_classes(units: pd.DataFrame, classes: list[str]) -> None:
         )
     unknown = sorted(set(units["class"].astype(str)) - set(classes))
     if unknown:
-        raise DeepInputError(f"units have classes {unknown} that are not in the class list {classes}")
+        raise DeepInputError(
+            f"units have classes {unknown} that are not in the class list {classes}"
+        )
 
 
-def fit_from_units(units: pd.DataFrame, classes: list[str], cfg: dict, raw: np.ndarray,
-                   sample_unit: np.ndarray, channel_names: list[str], *, name: str = "model",
-                   device=None, checkpoint_dir=None, log=None, on_epoch_end=None) -> dict:
+def fit_from_units(
+    units: pd.DataFrame,
+    classes: list[str],
+    cfg: dict,
+    raw: np.ndarray,
+    sample_unit: np.ndarray,
+    channel_names: list[str],
+    *,
+    name: str = "model",
+    device=None,
+    checkpoint_dir=None,
+    log=None,
+    on_epoch_end=None,
+) -> dict:
     """Train the model of ``cfg`` (one ``deep.models`` entry) on the units' images.
 
     ``raw[i]`` belongs to unit ``sample_unit[i]`` (several samples per unit for tiled fields).
     Returns ``{'state', 'spec', 'predictions', 'history', 'normaliser', 'model'}``.
     """
-    import torch
 
     log = log or LOG
     units = units.reset_index(drop=True)
@@ -283,38 +373,94 @@ def fit_from_units(units: pd.DataFrame, classes: list[str], cfg: dict, raw: np.n
     is_train = ((units["split"] == "train") & units["sampled"].astype(bool)).to_numpy()[sample_unit]
     is_valid = (units["split"] == "valid").to_numpy()[sample_unit]
     train_idx, valid_idx = np.flatnonzero(is_train), np.flatnonzero(is_valid)
-    log.info("%d training and %d validation samples of %d units; classes %s", len(train_idx),
-             len(valid_idx), len(units), classes)
+    log.info(
+        "%d training and %d validation samples of %d units; classes %s",
+        len(train_idx),
+        len(valid_idx),
+        len(units),
+        classes,
+    )
     norm_cfg = cfg.get("normalisation", {}) or {}
-    normaliser = Normaliser(norm_cfg.get("method", "percentile"), norm_cfg.get("low", 0.1),
-                            norm_cfg.get("high", 99.9)).fit(raw, train_idx, seed=settings.seed)
+    normaliser = Normaliser(
+        norm_cfg.get("method", "percentile"), norm_cfg.get("low", 0.1), norm_cfg.get("high", 99.9)
+    ).fit(raw, train_idx, seed=settings.seed)
     image_size = int(cfg.get("image_size", 64))
     transform = Transform(normaliser, image_size)
     pretrained = cfg.get("pretrained")
-    model = create_model(cfg["architecture"], len(channel_names), len(classes), image_size,
-                         pretrained=pretrained, drop_rate=cfg.get("drop_rate", 0.0))
+    model = create_model(
+        cfg["architecture"],
+        len(channel_names),
+        len(classes),
+        image_size,
+        pretrained=pretrained,
+        drop_rate=cfg.get("drop_rate", 0.0),
+    )
     if pretrained:
         log.info("backbone weights from %s (new %d-class head)", pretrained, len(classes))
     weights = class_weights(y[train_idx], len(classes)) if cfg.get("class_weights", False) else None
     loss_cfg = cfg.get("loss", "ce")
-    loss_fn = DeepLoss(loss_cfg, weights=weights, ce_weight=cfg.get("ce_weight", 0.5),
-                       supcon_weight=cfg.get("supcon_weight", 0.5), temperature=cfg.get("temperature", 0.1))
+    loss_fn = DeepLoss(
+        loss_cfg,
+        weights=weights,
+        ce_weight=cfg.get("ce_weight", 0.5),
+        supcon_weight=cfg.get("supcon_weight", 0.5),
+        temperature=cfg.get("temperature", 0.1),
+    )
     plates = units["Metadata_Plate"].astype(str).to_numpy()[sample_unit]
-    fp = fingerprint_of(name, cfg, classes, channel_names, len(raw), int(raw[:64].sum()),
-                        train_idx.tolist()[:200], len(train_idx), len(valid_idx))
-    result = train(model, loss_fn, raw, y, train_idx, valid_idx, transform, settings,
-                   train_plates=plates[train_idx], device=device, checkpoint_dir=checkpoint_dir,
-                   fingerprint=fp, log=log, on_epoch_end=on_epoch_end)
+    fp = fingerprint_of(
+        name,
+        cfg,
+        classes,
+        channel_names,
+        len(raw),
+        int(raw[:64].sum()),
+        train_idx.tolist()[:200],
+        len(train_idx),
+        len(valid_idx),
+    )
+    result = train(
+        model,
+        loss_fn,
+        raw,
+        y,
+        train_idx,
+        valid_idx,
+        transform,
+        settings,
+        train_plates=plates[train_idx],
+        device=device,
+        checkpoint_dir=checkpoint_dir,
+        fingerprint=fp,
+        log=log,
+        on_epoch_end=on_epoch_end,
+    )
     model.load_state_dict(result["best_state"])
-    log.info("best epoch %d of %d (%s)", result["best_epoch"], len(result["history"]), result["monitor"])
-    logits, _ = predict_logits(model, raw, np.arange(len(raw)), transform, device, settings.eval_batch_size)
+    log.info(
+        "best epoch %d of %d (%s)", result["best_epoch"], len(result["history"]), result["monitor"]
+    )
+    logits, _ = predict_logits(
+        model, raw, np.arange(len(raw)), transform, device, settings.eval_batch_size
+    )
     probs = average_by_unit(softmax(logits), sample_unit, len(units))
-    spec = model_spec(name, cfg, classes, channel_names, normaliser,
-                      unit="cell" if "Metadata_ObjectNumber" in units.columns else "field")
+    spec = model_spec(
+        name,
+        cfg,
+        classes,
+        channel_names,
+        normaliser,
+        unit="cell" if "Metadata_ObjectNumber" in units.columns else "field",
+    )
     spec["best_epoch"] = int(result["best_epoch"])
     preds = predictions_table(units, probs, classes)
-    return {"state": result["best_state"], "spec": spec, "predictions": preds, "history": result["history"],
-            "normaliser": normaliser, "model": model, "transform": transform}
+    return {
+        "state": result["best_state"],
+        "spec": spec,
+        "predictions": preds,
+        "history": result["history"],
+        "normaliser": normaliser,
+        "model": model,
+        "transform": transform,
+    }
 
 
 def average_by_unit(probs: np.ndarray, sample_unit: np.ndarray, n_units: int) -> np.ndarray:
@@ -340,20 +486,32 @@ def predictions_table(units: pd.DataFrame, probs: np.ndarray, classes: list[str]
     return out
 
 
-def model_spec(name: str, cfg: dict, classes, channels, normaliser: Normaliser, unit: str = "cell") -> dict:
+def model_spec(
+    name: str, cfg: dict, classes, channels, normaliser: Normaliser, unit: str = "cell"
+) -> dict:
     """What model.json holds: everything prediction needs."""
     import timm
     import torch
 
     field_cfg = cfg.get("field", {}) or {}
     return {
-        "kind": "torch", "name": name, "classes": list(classes), "unit": unit,
-        "channels": list(channels), "in_chans": len(channels),
-        "architecture": cfg["architecture"], "input": cfg.get("input", "nucleocentric"),
-        "image_size": int(cfg.get("image_size", 64)), "normalisation": normaliser.to_dict(),
-        "field": {"mode": field_cfg.get("mode", "resize"), "n_tiles": field_cfg.get("n_tiles", 5),
-                  "tile_size": field_cfg.get("tile_size")},
-        "loss": cfg.get("loss", "ce"), "seed": cfg.get("seed", 0),
+        "kind": "torch",
+        "name": name,
+        "classes": list(classes),
+        "unit": unit,
+        "channels": list(channels),
+        "in_chans": len(channels),
+        "architecture": cfg["architecture"],
+        "input": cfg.get("input", "nucleocentric"),
+        "image_size": int(cfg.get("image_size", 64)),
+        "normalisation": normaliser.to_dict(),
+        "field": {
+            "mode": field_cfg.get("mode", "resize"),
+            "n_tiles": field_cfg.get("n_tiles", 5),
+            "tile_size": field_cfg.get("tile_size"),
+        },
+        "loss": cfg.get("loss", "ce"),
+        "seed": cfg.get("seed", 0),
         "versions": {"torch": torch.__version__, "timm": timm.__version__},
     }
 
@@ -373,11 +531,15 @@ def history_figure(history: pd.DataFrame, title: str = ""):
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for col in [c for c in history.columns if c.startswith("train_") or c == "valid_loss"]:
         axes[0].plot(history["epoch"], history[col], marker="o", ms=3, label=col)
-    axes[0].set_xlabel("epoch"); axes[0].set_ylabel("loss"); axes[0].legend(fontsize=7)
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("loss")
+    axes[0].legend(fontsize=7)
     for col in ("valid_accuracy", "valid_balanced_accuracy"):
         if col in history:
             axes[1].plot(history["epoch"], history[col], marker="o", ms=3, label=col)
-    axes[1].set_xlabel("epoch"); axes[1].set_ylabel("validation"); axes[1].set_ylim(0, 1.02)
+    axes[1].set_xlabel("epoch")
+    axes[1].set_ylabel("validation")
+    axes[1].set_ylim(0, 1.02)
     axes[1].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
