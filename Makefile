@@ -7,6 +7,12 @@ STAMP := $(VENV)/.installed-$(shell sha1sum requirements.lock | cut -c1-12)
 CORES ?= 2
 # Quiet TensorFlow's start-up chatter in every job and test.
 export TF_CPP_MIN_LOG_LEVEL := 2
+# Every job is a new Python that imports torch / Cellpose / TensorFlow. Keep their compiled
+# bytecode in a cache outside the venv (the venv stays untouched), also where the environment sets
+# PYTHONDONTWRITEBYTECODE: importing from the cache takes about half the CPU of compiling again
+# (measured: 7.9 s instead of 14 s of CPU for torch + cellpose + skimage + pandas, per job).
+export PYTHONPYCACHEPREFIX ?= $(HOME)/.cache/hcsflow/pycache
+export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: venv demo report test test-fast test-slurm bench lint format install-profile dryrun lock clean help
 

@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from snakemake.exceptions import WorkflowError
 
+from hcsflow import batches as hcs_batches
 from hcsflow import checks as hcs_checks
 from hcsflow import demo as hcs_demo
 from hcsflow.ingest import IngestError, SourceSpec, build_table
@@ -62,18 +63,34 @@ def image_row(wildcards):
     return _BY_KEY.loc[(wildcards.plate, wildcards.image)]
 
 
-# Per-image jobs read the original raw files (in channel order), not the canonical links: the
-# links are for people (results/{plate}/raw/...), and declaring every link as an output of the
-# single ingest job made DAG building quadratic in the number of files (Snakemake scans a rule's
-# explicit output list for each requested file): minutes for one 384-well plate.
+# Jobs read the original raw files (in channel order), not the canonical links: the links are for
+# people (results/{plate}/raw/...), and declaring every link as an output of the single ingest job
+# made DAG building quadratic in the number of files (Snakemake scans a rule's explicit output
+# list for each requested file): minutes for one 384-well plate.
+# (plate, image) -> files: plain dicts, since input functions of ~1,500 batch jobs x 9 images run
+# while Snakemake builds the DAG (a pandas .loc per image cost tens of seconds per 384-well plate).
+_RAW_FILES = dict(zip(zip(IMAGES["plate"], IMAGES["image"]), IMAGES["raw_files"]))
+_GT_FILES = dict(zip(zip(IMAGES["plate"], IMAGES["image"]), IMAGES["gt_files"]))
+
+
+def raw_files_of(plate, image):
+    """The raw file(s) of one image, in channel order."""
+    return list(_RAW_FILES[(plate, image)])
+
+
+def gt_files_of(plate, image):
+    """The GT stain file(s) of one image, in channel order (empty list when it has none)."""
+    return list(_GT_FILES[(plate, image)])
+
+
 def raw_files(wildcards):
     """The image's raw file(s), in channel order."""
-    return list(image_row(wildcards)["raw_files"])
+    return raw_files_of(wildcards.plate, wildcards.image)
 
 
 def gt_files(wildcards):
     """The image's GT stain file(s), in channel order (empty list when it has none)."""
-    return list(image_row(wildcards)["gt_files"])
+    return gt_files_of(wildcards.plate, wildcards.image)
 
 
 def per_image(pattern, table=None, **fmt):
@@ -137,19 +154,16 @@ def _plate_files(wildcards):
 
 # segmentation (rules/segment.smk)
 from hcsflow import models as hcs_models
-from hcsflow import segtrain as hcs_segtrain
+from hcsflow import plan as hcs_plan
 
 SEG = config["segmentation"]
 SEG_MODELS_DIR = SEG["models_dir"]
 SEG_TRAIN = SEG["train"]
 SEG_EVAL = SEG["evaluate"]
-SEG_MODELS_OUT = f"{RESULTS}/segmentation/models"
-SEG_CP_NAME = SEG_TRAIN["cellpose"]["model_name"]
-SEG_SD_NAME = SEG_TRAIN["stardist"]["model_name"]
-SEG_CP_TRAINED = f"{SEG_MODELS_OUT}/cellpose/{SEG_CP_NAME}"
-SEG_SD_TRAINED = f"{SEG_MODELS_OUT}/stardist/{SEG_SD_NAME}"
-# What StarDist 0.9.2 (csbdeep 0.8.2, Keras 3) writes into a model folder.
-SEG_SD_FILES = ["config.json", "thresholds.json", "weights_best.h5"]
+# Planning (model resolution, fetch lists, split, truth files) is in hcsflow.plan (tested).
+SEG_CP_TRAINED = hcs_plan.trained_model_paths(SEG, RESULTS)["cellpose"]
+SEG_SD_TRAINED = hcs_plan.trained_model_paths(SEG, RESULTS)["stardist"]
+SEG_SD_FILES = list(hcs_plan.STARDIST_FILES)
 
 
 def _seg_subset(*keys, train_masks=False):
@@ -161,99 +175,42 @@ def _seg_subset(*keys, train_masks=False):
     return out
 
 
+def _plan(fn, *args):
+    """Call a hcsflow.plan function; its PlanError stops the run with the message."""
+    try:
+        return fn(*args)
+    except hcs_plan.PlanError as exc:
+        raise WorkflowError(str(exc)) from None
+
+
 def _seg_model_spec(target):
     """Model spec of a target, with `trained` replaced by the training rule's output."""
-    sec = SEG[target]
-    spec = str(sec["model"])
-    if spec != "trained":
-        return spec
-    if sec["method"] == "cellpose" and target == "cells":
-        if not SEG_TRAIN["cellpose"]["enabled"]:
-            raise WorkflowError(
-                "segmentation.cells.model is 'trained' but segmentation.train.cellpose.enabled is false"
-            )
-        return SEG_CP_TRAINED
-    if sec["method"] == "stardist":
-        if not SEG_TRAIN["stardist"]["enabled"]:
-            raise WorkflowError(
-                "segmentation.nuclei.model is 'trained' but segmentation.train.stardist.enabled is false"
-            )
-        return SEG_SD_TRAINED
-    raise WorkflowError(
-        f"segmentation.{target}.model 'trained' is only available for cells with cellpose and "
-        f"nuclei with stardist; give a model path instead"
-    )
-
-
-def _seg_model_kind(target):
-    return "stardist" if SEG[target]["method"] == "stardist" else "cellpose"
+    return _plan(hcs_plan.model_spec, SEG, target, RESULTS)
 
 
 def _seg_model_input(target):
     """The model file a segmentation job needs (Snakemake then chains fetch_models or training)."""
-    if SEG[target]["method"] not in ("cellpose", "stardist"):
-        return []
-    return [
-        str(
-            hcs_models.model_input_path(
-                _seg_model_kind(target), _seg_model_spec(target), SEG_MODELS_DIR
-            )
-        )
-    ]
+    return _plan(hcs_plan.model_input, SEG, target, RESULTS)
 
 
 def _fetch_lists():
-    cp, sd = list(SEG["fetch"]["cellpose"]), list(SEG["fetch"]["stardist"])
-    for target in ("cells", "nuclei"):
-        spec, method = str(SEG[target]["model"]), SEG[target]["method"]
-        if method == "cellpose" and hcs_models.is_cellpose_builtin(spec):
-            cp.append(spec)
-        if method == "stardist" and hcs_models.is_stardist_pretrained(spec):
-            sd.append(spec)
-    start = SEG_TRAIN["cellpose"]["start"]
-    if SEG_TRAIN["cellpose"]["enabled"] and hcs_models.is_cellpose_builtin(start):
-        cp.append(start)
-    return sorted(set(cp)), sorted(set(sd))
+    """Pretrained names fetch_models downloads."""
+    return hcs_plan.fetch_lists(SEG)
 
 
 def _seg_split_table():
     """Images with true masks and their split (train / valid / test), or None without masks."""
-    if not SEG_TRAIN["masks"]:
-        return None
-    sp = SEG_TRAIN["split"]
-    table = IMAGES[
-        ["plate", "image", "well"] + (["condition"] if "condition" in IMAGES else [])
-    ].copy()
-    table["split"] = hcs_segtrain.split_images(
-        table,
-        method=sp["method"],
-        valid_fraction=sp["valid_fraction"],
-        test_fraction=sp["test_fraction"],
-        seed=sp["seed"],
-        group_by=sp["group_by"],
-        valid_pattern=sp["valid_pattern"],
-        test_pattern=sp["test_pattern"],
-    )
-    return table
+    return hcs_plan.split_table(IMAGES, SEG_TRAIN)
 
 
 def _seg_truth_files(table, target):
-    """True-mask files of the images in ``table`` (the demo's are written by demo_plate)."""
-    files = []
-    for plate, image in zip(table["plate"], table["image"]):
-        files += hcs_segtrain.find_mask_files(SEG_TRAIN["masks"], plate, image, target)
-    if config["demo"]["enabled"]:
-        demo_dir = str(Path(config["demo"]["out_dir"]))
-        if any(str(Path(f)).startswith(f"{demo_dir}/") for f in files):
-            # demo_plate does not list every truth mask as an output; its truth table stands in.
-            files = [f for f in files if not str(Path(f)).startswith(f"{demo_dir}/")]
-            files.append(f"{demo_dir}/truth/cells.tsv")
-    return sorted(set(files))
+    """True-mask files of the images in ``table`` (the demo's truth table stands in for its)."""
+    demo_dir = config["demo"]["out_dir"] if config["demo"]["enabled"] else None
+    return hcs_plan.truth_files(table, SEG_TRAIN["masks"], target, demo_dir)
 
 
 def _seg_images(split_names):
-    t = SEG_SPLIT[SEG_SPLIT["split"].isin(split_names)]
-    return IMAGES.merge(t[["plate", "image", "split"]], on=["plate", "image"])
+    return hcs_plan.images_in_split(IMAGES, SEG_SPLIT, split_names)
 
 
 def _seg_env(target):
@@ -262,11 +219,15 @@ def _seg_env(target):
     )
 
 
-def _seg_resources(target):
+def _seg_resources(target, layout):
     deep = SEG[target]["method"] in ("cellpose", "stardist")
     base_mb = 6000 if deep else 2000
-    # memory grows with each retry (profiles/slurm: retries), e.g. for unusually large fields
-    res = {"mem_mb": lambda wc, attempt: base_mb * attempt, "runtime": 30}
+    # memory grows with each retry (profiles/slurm: retries), e.g. for unusually large fields;
+    # a batch holds one image at a time, its runtime grows with its size (minutes)
+    res = {
+        "mem_mb": lambda wc, attempt: base_mb * attempt,
+        "runtime": batch_runtime(layout, 2),
+    }
     if SEG[target]["method"] == "cellpose" and SEG["gpu"]:
         res["gpu"] = 1
     return res
@@ -280,43 +241,100 @@ def _cp_start_input():
     return [str(hcs_models.model_input_path("cellpose", start, SEG_MODELS_DIR))]
 
 
-# alignment, crops, features (rules/align.smk, crops.smk, features.smk): images with GT use the
-# aligned (filtered) masks, the others the segmentation masks (or alignment.masks) directly.
-def _masks_source(plate, image, compartment):
+# ---- masks seen by alignment, crops, features, labels --------------------------------------------
+def seg_mask_of(plate, image, target):
+    """The segmentation rules' mask of one image (``target``: cells / nuclei)."""
+    return f"{RESULTS}/{plate}/masks/{target}/{image}.tif"
+
+
+def raw_mask_of(plate, image, compartment):
     """Path of the unaligned cell/nucleus mask of one image (config alignment.masks)."""
     src = config["alignment"]["masks"]
     if src == "segmentation":
-        return f"{RESULTS}/{plate}/masks/{compartment}/{image}.tif"
+        return seg_mask_of(plate, image, compartment)
     return src.format(plate=plate, image=image, compartment=compartment)
 
 
-def _image_has_gt(wildcards):
-    return len(gt_files(wildcards)) > 0
+def analysis_mask_of(plate, image, compartment):
+    """Mask that cropping and features use: aligned + filtered where the image has GT."""
+    if gt_files_of(plate, image):
+        return f"{RESULTS}/{plate}/aligned/{image}.{compartment}.tif"
+    return raw_mask_of(plate, image, compartment)
 
 
 def raw_masks(wildcards):
     """The unaligned masks of {plate}/{image} that the run uses (MASKS_USED, see hcsflow.checks):
     {'cells': path, 'nuclei': path}, or only one of them."""
-    return {c: _masks_source(wildcards.plate, wildcards.image, c) for c in MASKS_USED}
+    return {c: raw_mask_of(wildcards.plate, wildcards.image, c) for c in MASKS_USED}
 
 
 def analysis_masks(wildcards):
     """Masks that cropping and features use: aligned + filtered where the image has GT."""
-    if _image_has_gt(wildcards):
-        base = f"{RESULTS}/{wildcards.plate}/aligned/{wildcards.image}"
-        return {c: f"{base}.{c}.tif" for c in MASKS_USED}
-    return raw_masks(wildcards)
+    return {c: analysis_mask_of(wildcards.plate, wildcards.image, c) for c in MASKS_USED}
 
 
-# labels (rules/labels.smk)
-def _label_inputs(wildcards):
-    """GT intensity tables of images with GT; the feature tables (metadata only) of the others."""
+def batch_masks(layout, mask_of):
+    """Input dict of a batched rule: ``{'cells': [...], 'nuclei': [...]}`` for the masks the run
+    uses (MASKS_USED), each the member images' masks in order (``mask_of``: raw_mask_of or
+    analysis_mask_of)."""
+    return {c: batch_files(layout, mask_of, c) for c in MASKS_USED}
+
+
+def plate_feature_tables(wildcards):
+    """The per-image feature tables of one plate (merge_plate_features)."""
+    table = IMAGES[IMAGES["plate"] == wildcards.plate]
+    return per_image(f"{RESULTS}/{{plate}}/features/{{image}}.parquet", table=table)
+
+
+def label_inputs(wildcards):
+    """gt_labels: GT intensity tables of images with GT; the feature tables (metadata only) of
+    the others."""
     gt = images_with_gt()
     no_gt = IMAGES[IMAGES["gt_files"].map(len) == 0]
     return {
         "gt": per_image(f"{RESULTS}/{{plate}}/aligned/{{image}}.gt_features.parquet", table=gt),
         "cells": per_image(f"{RESULTS}/{{plate}}/features/{{image}}.parquet", table=no_gt),
     }
+
+
+# ---- batched jobs (hcsflow.batches; docs/ARCHITECTURE.md, "Batched jobs") ------------------------
+# One job per batch of images (default: the fields of one well). A layout is one rule; its
+# outputs enumerate the member images from the {batch} wildcard (the shared image-id prefix).
+BATCH = config["batch"]
+try:
+    BATCH_LAYOUTS = hcs_batches.batch_layouts(IMAGES, BATCH["size"], BATCH["by"])
+    GT_BATCH_LAYOUTS = hcs_batches.batch_layouts(images_with_gt(), BATCH["size"], BATCH["by"])
+except hcs_batches.BatchPlanError as exc:
+    raise WorkflowError(f"cannot plan batched jobs: {exc}") from None
+
+
+def batch_images(layout):
+    """params function: the member image ids of a job of ``layout`` (output order)."""
+    return lambda wildcards: layout.members(wildcards.batch)
+
+
+def batch_files(layout, files_of, *args):
+    """Input function: ``files_of(plate, image, *args)`` (a path or a list) for every member
+    image of the job, concatenated in member order."""
+
+    def inputs(wildcards):
+        out = []
+        for image in layout.members(wildcards.batch):
+            got = files_of(wildcards.plate, image, *args)
+            out.extend([got] if isinstance(got, str) else got)
+        return out
+
+    return inputs
+
+
+def batch_runtime(layout, per_image_min, base_min=5):
+    """runtime resource (minutes) of a job of ``layout``: grows with its size and the attempt."""
+    minutes = base_min + per_image_min * len(layout.suffixes)
+    return lambda wildcards, attempt: minutes * attempt
+
+
+def batch_log(rule_name):
+    return f"{LOGS}/{rule_name}/{{plate}}/{{batch}}.log"
 
 
 # ---- classify (issue 10: rules/classify.smk) ----------------------------------------------------

@@ -1,41 +1,48 @@
 # Handcrafted features (nucleocentric get_intensity_features + get_texture_features): one Parquet
-# per image, merged per plate and for the whole run (pycytominer-readable).
+# per image (one job per batch of images, hcsflow.batches), merged per plate and for the whole run (pycytominer-readable).
 
 _FEATURES = f"{RESULTS}/{{plate}}/features/{{image}}.parquet"
 
 ALL_TARGETS.append(f"{RESULTS}/features.parquet")
 
 
-rule extract_features:
-    """Intensity, shape and texture features of every kept cell of one image."""
-    input:
-        unpack(analysis_masks),
-        image=raw_files,
-        validated=validated,
-        images=f"{RESULTS}/images.tsv",
-    output:
-        _FEATURES,
-    log:
-        f"{LOGS}/extract_features/{{plate}}/{{image}}.log",
-    conda:
-        "../envs/features.yaml"
-    threads: 1
-    resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=lambda wc, attempt: 20 * attempt,
-    params:
-        features=config["features"],
-        channels=config["images"]["channels"],
-        project_z=config["images"].get("project_z", "max"),
-        min_nucleus_overlap=config["alignment"]["min_nucleus_overlap"],
-    script:
-        "../scripts/extract_features.py"
+for _L in BATCH_LAYOUTS:
+
+    rule:
+        """Intensity, shape and texture features of every kept cell of a batch of images."""
+        name:
+            _L.rule_name("extract_features")
+        input:
+            **batch_masks(_L, analysis_mask_of),
+            image=batch_files(_L, raw_files_of),
+            validated=validated,
+            images=f"{RESULTS}/images.tsv",
+        output:
+            tables=_L.outputs(_FEATURES),
+        log:
+            batch_log(_L.rule_name("extract_features")),
+        wildcard_constraints:
+            **_L.constraints(),
+        conda:
+            "../envs/features.yaml"
+        threads: 1
+        resources:
+            mem_mb=lambda wc, attempt: 4000 * attempt,
+            runtime=batch_runtime(_L, 3),
+        params:
+            images=batch_images(_L),
+            features=config["features"],
+            channels=config["images"]["channels"],
+            project_z=config["images"].get("project_z", "max"),
+            min_nucleus_overlap=config["alignment"]["min_nucleus_overlap"],
+        script:
+            "../scripts/extract_features.py"
 
 
 rule merge_plate_features:
     """All cells of one plate in one table."""
     input:
-        lambda wc: per_image(_FEATURES, table=IMAGES[IMAGES["plate"] == wc.plate]),
+        plate_feature_tables,
     output:
         f"{RESULTS}/{{plate}}/features.parquet",
     log:

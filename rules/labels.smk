@@ -7,7 +7,7 @@ ALL_TARGETS.append(f"{RESULTS}/labels.parquet")
 rule gt_labels:
     """One labels table for the run, the thresholds used, and a scatter plot to check them."""
     input:
-        unpack(_label_inputs),
+        unpack(label_inputs),
     output:
         labels=f"{RESULTS}/labels.parquet",
         thresholds=report(

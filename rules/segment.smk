@@ -1,7 +1,8 @@
 # Segmentation: cells (Cellpose or classical), nuclei (StarDist, Cellpose or classical), the
 # fetch_models local rule, training (CELLULAR protocol), evaluation and object counts.
 # Library: scripts/hcsflow/{segmentation,models,segtrain,segeval}.py; docs: docs/segmentation.md.
-# Constants (SEG...) and planning functions: rules/common.smk, block "segmentation".
+# Constants (SEG...) and planning functions: rules/common.smk, block "segmentation" (which calls
+# hcsflow.plan). Segmentation and the baseline run one job per batch of images (hcsflow.batches).
 
 SEG_SPEC_KEYS = ("models_dir", "gpu", "min_contrast", "threshold", "cells", "nuclei")
 
@@ -159,32 +160,41 @@ if SEG_TRAIN["stardist"]["enabled"]:
 
 
 # ---- segmentation -----------------------------------------------------------------------------
-if SEG["nuclei"]["method"] != "none":
+_SEG_MASK = f"{RESULTS}/{{plate}}/masks/{{target}}/{{image}}.tif"
 
-    rule segment_nuclei:
-        """Nucleus label mask of one field (StarDist, Cellpose or Otsu + watershed)."""
-        input:
-            image=raw_files,
-            validated=validated,
-            model=_seg_model_input("nuclei"),
-        output:
-            f"{RESULTS}/{{plate}}/masks/nuclei/{{image}}.tif",
-        log:
-            f"{LOGS}/segment_nuclei/{{plate}}/{{image}}.log",
-        conda:
-            _seg_env("nuclei")
-        threads: SEG["threads"]
-        resources:
-            **_seg_resources("nuclei"),
-        params:
-            seg=_seg_subset(*SEG_SPEC_KEYS),
-            model=lambda wildcards: (
-                _seg_model_spec("nuclei") if SEG["nuclei"]["method"] != "threshold" else None
-            ),
-            channels=config["images"]["channels"],
-            project_z=config["images"].get("project_z", "max"),
-        script:
-            "../scripts/segment_nuclei.py"
+if SEG["nuclei"]["method"] != "none":
+    for _L in BATCH_LAYOUTS:
+
+        rule:
+            """Nucleus label masks of a batch of fields (StarDist, Cellpose or Otsu + watershed);
+            the model is loaded once per job."""
+            name:
+                _L.rule_name("segment_nuclei")
+            input:
+                images=batch_files(_L, raw_files_of),
+                validated=validated,
+                model=_seg_model_input("nuclei"),
+            output:
+                masks=_L.outputs(_SEG_MASK, target="nuclei"),
+            log:
+                batch_log(_L.rule_name("segment_nuclei")),
+            wildcard_constraints:
+                **_L.constraints(),
+            conda:
+                _seg_env("nuclei")
+            threads: SEG["threads"]
+            resources:
+                **_seg_resources("nuclei", _L),
+            params:
+                images=batch_images(_L),
+                seg=_seg_subset(*SEG_SPEC_KEYS),
+                model=lambda wildcards: (
+                    _seg_model_spec("nuclei") if SEG["nuclei"]["method"] != "threshold" else None
+                ),
+                channels=config["images"]["channels"],
+                project_z=config["images"].get("project_z", "max"),
+            script:
+                "../scripts/segment_nuclei.py"
 
     ALL_TARGETS.extend(per_image(f"{RESULTS}/{{plate}}/masks/nuclei/{{image}}.tif"))
 
@@ -199,31 +209,39 @@ if SEG["cells"]["method"] != "none":
             "masks: set segmentation.nuclei.method (or cells.nuclear_channel: null)"
         )
 
-    rule segment_cells:
-        """Whole-cell label mask of one field (Cellpose, or a watershed seeded by the nuclei)."""
-        input:
-            image=raw_files,
-            validated=validated,
-            model=_seg_model_input("cells"),
-            nuclei=[f"{RESULTS}/{{plate}}/masks/nuclei/{{image}}.tif"] if _SEG_CELLS_SEEDS else [],
-        output:
-            f"{RESULTS}/{{plate}}/masks/cells/{{image}}.tif",
-        log:
-            f"{LOGS}/segment_cells/{{plate}}/{{image}}.log",
-        conda:
-            _seg_env("cells")
-        threads: SEG["threads"]
-        resources:
-            **_seg_resources("cells"),
-        params:
-            seg=_seg_subset(*SEG_SPEC_KEYS),
-            model=lambda wildcards: (
-                _seg_model_spec("cells") if SEG["cells"]["method"] != "threshold" else None
-            ),
-            channels=config["images"]["channels"],
-            project_z=config["images"].get("project_z", "max"),
-        script:
-            "../scripts/segment_cells.py"
+    for _L in BATCH_LAYOUTS:
+
+        rule:
+            """Whole-cell label masks of a batch of fields (Cellpose, or a watershed seeded by the
+            nuclei); the model is loaded once per job."""
+            name:
+                _L.rule_name("segment_cells")
+            input:
+                images=batch_files(_L, raw_files_of),
+                validated=validated,
+                model=_seg_model_input("cells"),
+                nuclei=batch_files(_L, seg_mask_of, "nuclei") if _SEG_CELLS_SEEDS else [],
+            output:
+                masks=_L.outputs(_SEG_MASK, target="cells"),
+            log:
+                batch_log(_L.rule_name("segment_cells")),
+            wildcard_constraints:
+                **_L.constraints(),
+            conda:
+                _seg_env("cells")
+            threads: SEG["threads"]
+            resources:
+                **_seg_resources("cells", _L),
+            params:
+                images=batch_images(_L),
+                seg=_seg_subset(*SEG_SPEC_KEYS),
+                model=lambda wildcards: (
+                    _seg_model_spec("cells") if SEG["cells"]["method"] != "threshold" else None
+                ),
+                channels=config["images"]["channels"],
+                project_z=config["images"].get("project_z", "max"),
+            script:
+                "../scripts/segment_cells.py"
 
     ALL_TARGETS.extend(per_image(f"{RESULTS}/{{plate}}/masks/cells/{{image}}.tif"))
 
@@ -283,28 +301,38 @@ if SEG_EVAL["enabled"] and SEG_TARGETS:
 
     if SEG_BASELINE:
 
-        rule segment_baseline:
-            """The classical method on an evaluated image, for comparison (both targets)."""
-            input:
-                image=raw_files,
-                validated=validated,
-            output:
-                cells=f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.cells.tif",
-                nuclei=f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.nuclei.tif",
-            log:
-                f"{LOGS}/segment_baseline/{{plate}}/{{image}}.log",
-            conda:
-                "../envs/cellpose.yaml"
-            threads: 1
-            resources:
-                mem_mb=2000,
-                runtime=10,
-            params:
-                seg=_seg_subset("min_contrast", "threshold", "cells", "nuclei"),
-                channels=config["images"]["channels"],
-                project_z=config["images"].get("project_z", "max"),
-            script:
-                "../scripts/segment_baseline.py"
+        _SEG_BASE = f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.{{target}}.tif"
+
+        for _L in hcs_batches.batch_layouts(SEG_EVAL_IMAGES, BATCH["size"], BATCH["by"]):
+
+            rule:
+                """The classical method on a batch of evaluated images, for comparison (both
+                targets)."""
+                name:
+                    _L.rule_name("segment_baseline")
+                input:
+                    images=batch_files(_L, raw_files_of),
+                    validated=validated,
+                output:
+                    cells=_L.outputs(_SEG_BASE, target="cells"),
+                    nuclei=_L.outputs(_SEG_BASE, target="nuclei"),
+                log:
+                    batch_log(_L.rule_name("segment_baseline")),
+                wildcard_constraints:
+                    **_L.constraints(),
+                conda:
+                    "../envs/cellpose.yaml"
+                threads: 1
+                resources:
+                    mem_mb=2000,
+                    runtime=batch_runtime(_L, 1),
+                params:
+                    images=batch_images(_L),
+                    seg=_seg_subset("min_contrast", "threshold", "cells", "nuclei"),
+                    channels=config["images"]["channels"],
+                    project_z=config["images"].get("project_z", "max"),
+                script:
+                    "../scripts/segment_baseline.py"
 
     rule evaluate_segmentation:
         """Pixel and instance metrics against true masks, per image and summarised; overlays."""
@@ -357,7 +385,6 @@ if SEG_EVAL["enabled"] and SEG_TARGETS:
             table=SEG_EVAL_IMAGES.to_dict("records"),
             seg=_seg_subset("cells", "nuclei", "evaluate", train_masks=True),
             targets=SEG_TARGETS,
-            results=lambda wildcards, output: str(Path(output.per_image).parents[2]),
             project_z=config["images"].get("project_z", "max"),
         script:
             "../scripts/evaluate_segmentation.py"

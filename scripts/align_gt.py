@@ -1,4 +1,5 @@
-"""Rule align_gt: shift a GT stain image onto its CP image and filter the masks."""
+"""Rule align_gt[_N]: shift the GT stain images of a batch onto their CP images and filter the
+masks (outputs in the order of ``snakemake.params.images``)."""
 
 from hcsflow.alignment import (
     align_gt_to_cp,
@@ -9,55 +10,64 @@ from hcsflow.alignment import (
     qc_figure,
     read_masks,
 )
+from hcsflow.batches import optional_per_image, split_per_image
 from hcsflow.features import image_features, image_metadata
 from hcsflow.ingest import read_image_table
 from hcsflow.io import read_image, save_figure, write_labels, write_table, write_tiff
-from hcsflow.runner import rule_logging
+from hcsflow.runner import for_each_image, rule_logging
 
 with rule_logging(snakemake) as log:
     inp, out, par = snakemake.input, snakemake.output, snakemake.params
-    wc = snakemake.wildcards
-    meta = image_metadata(read_image_table(inp.images), wc.plate, wc.image)
+    names = list(par.images)
+    n = len(names)
+    cp_files = split_per_image(inp.cp, n, "input.cp")
+    gt_files = split_per_image(inp.gt, n, "input.gt")
+    # a run may have only cell or only nucleus masks (hcsflow.checks); both outputs are written
+    cell_files = optional_per_image(inp, "cells", n)
+    nucleus_files = optional_per_image(inp, "nuclei", n)
+    image_table = read_image_table(inp.images)
     cfg = par.alignment
-    cp_paths, gt_paths = list(inp.cp), list(inp.gt)
-    cp = read_image(cp_paths, project_z=par.project_z)
-    gt = read_image(gt_paths, project_z=par.project_z)
-    check_gt(cp.shape, cp_paths, gt.shape, gt_paths, list(par.gt_channels))
-    # A run may have only cell or only nucleus masks (see hcsflow.checks); both outputs are written.
-    cells_path, nuclei_path = getattr(inp, "cells", None), getattr(inp, "nuclei", None)
-    cells, nuclei = read_masks(cells_path, nuclei_path)
-    check_masks(cp.shape[1:], cp_paths, cells=(cells, cells_path or nuclei_path),
-                nuclei=(nuclei, nuclei_path or cells_path))
-
     cp_idx = channel_indices(par.channels, cfg["cp_channels"], "alignment.cp_channels") or [0]
     gt_idx = channel_indices(par.gt_channels, cfg["gt_channels"], "alignment.gt_channels")
-    result = align_gt_to_cp(
-        cp, gt, cells, nuclei,
-        cp_channels=cp_idx, gt_channels=gt_idx,
-        min_gt_ratio=cfg["min_gt_ratio"], max_shift=cfg["max_shift"], upsample=cfg["upsample"],
-        window=cfg["window"], center_crop=cfg["center_crop"], clear_border=cfg["clear_border"],
-        min_overlap=cfg["min_nucleus_overlap"],
-    )
-    counts = result.objects["reason"].replace("", "kept").value_counts().to_dict()
-    log.info("shift (dy, dx) = %s, peak %.3f, ncc %.3f; cells: %s; pairing: %s",
-             result.shift, result.peak, result.ncc, counts, result.pairing)
 
-    # GT stain intensities of the kept cells, for the labels rule (intensity only: cheap).
-    gt_feats = image_features(
-        result.gt_aligned, result.cells, result.nuclei, list(par.gt_channels),
-        compartments=("Nuclei", "Cells"), shape=False, texture=None, metadata=meta,
-    )
-    table = alignment_table(result, meta)
-    fig = qc_figure(
-        cp[cp_idx].max(axis=0),
-        gt[gt_idx].max(axis=0) if gt_idx else gt.max(axis=0),
-        result, cells_in=cells, max_size=cfg["qc_max_size"],
-        title=f"{meta['Metadata_Plate']} {meta['Metadata_Image']}",
-    )
-    # Everything is computed before the first write; each write is atomic.
-    write_tiff(out.gt, result.gt_aligned, axes="CYX")
-    write_labels(out.cells, result.cells)
-    write_labels(out.nuclei, result.nuclei)
-    write_table(table, out.table)
-    write_table(gt_feats, out.gt_features)
-    save_figure(fig, out.qc)
+    def one(i, name):
+        meta = image_metadata(image_table, snakemake.wildcards.plate, name)
+        cp_paths, gt_paths = cp_files[i], gt_files[i]
+        cp = read_image(cp_paths, project_z=par.project_z)
+        gt = read_image(gt_paths, project_z=par.project_z)
+        check_gt(cp.shape, cp_paths, gt.shape, gt_paths, list(par.gt_channels))
+        cells_path, nuclei_path = cell_files[i], nucleus_files[i]
+        cells, nuclei = read_masks(cells_path, nuclei_path)
+        check_masks(cp.shape[1:], cp_paths, cells=(cells, cells_path or nuclei_path),
+                    nuclei=(nuclei, nuclei_path or cells_path))
+        result = align_gt_to_cp(
+            cp, gt, cells, nuclei,
+            cp_channels=cp_idx, gt_channels=gt_idx,
+            min_gt_ratio=cfg["min_gt_ratio"], max_shift=cfg["max_shift"], upsample=cfg["upsample"],
+            window=cfg["window"], center_crop=cfg["center_crop"], clear_border=cfg["clear_border"],
+            min_overlap=cfg["min_nucleus_overlap"],
+        )
+        counts = result.objects["reason"].replace("", "kept").value_counts().to_dict()
+        # GT stain intensities of the kept cells, for the labels rule (intensity only: cheap).
+        gt_feats = image_features(
+            result.gt_aligned, result.cells, result.nuclei, list(par.gt_channels),
+            compartments=("Nuclei", "Cells"), shape=False, texture=None, metadata=meta,
+        )
+        table = alignment_table(result, meta)
+        fig = qc_figure(
+            cp[cp_idx].max(axis=0),
+            gt[gt_idx].max(axis=0) if gt_idx else gt.max(axis=0),
+            result, cells_in=cells, max_size=cfg["qc_max_size"],
+            title=f"{meta['Metadata_Plate']} {meta['Metadata_Image']}",
+        )
+        # Everything of this image is computed before its first write; each write is atomic.
+        write_tiff(out.gt[i], result.gt_aligned, axes="CYX")
+        write_labels(out.cells[i], result.cells)
+        write_labels(out.nuclei[i], result.nuclei)
+        write_table(table, out.table[i])
+        write_table(gt_feats, out.gt_features[i])
+        save_figure(fig, out.qc[i])
+        return (f"shift (dy, dx) = {result.shift}, peak {result.peak:.3f}, ncc {result.ncc:.3f}; "
+                f"cells: {counts}; pairing: {result.pairing}")
+
+    for_each_image(names, one, log)

@@ -1,17 +1,23 @@
-"""Rule count_objects: cells / nuclei per image and their sizes (one row per image)."""
+"""Rule count_objects: cells / nuclei per image and their sizes (one row per image).
+
+``input.masks`` is target-major (every image's mask of params.targets[0], then of the next), in
+the order of ``params.table``."""
 
 import pandas as pd
 
 from hcsflow import io, segeval
+from hcsflow.batches import split_per_image
 from hcsflow.runner import rule_logging
 
 with rule_logging(snakemake) as log:
-    table, res = pd.DataFrame(snakemake.params.table), snakemake.params.results
+    table = pd.DataFrame(snakemake.params.table)
+    targets = list(snakemake.params.targets)
+    per_target = split_per_image(snakemake.input.masks, len(targets), "input.masks")
     rows = []
-    for _, r in table.iterrows():
-        row = {"plate": r["plate"], "image": r["image"], "well": r["well"], "field": r["field"]}
-        for target in snakemake.params.targets:
-            stats = segeval.object_stats(io.read_labels(f"{res}/{r['plate']}/masks/{target}/{r['image']}.tif"))
+    for i, r in enumerate(table.itertuples(index=False)):
+        row = {"plate": r.plate, "image": r.image, "well": r.well, "field": r.field}
+        for target, masks in zip(targets, per_target, strict=True):
+            stats = segeval.object_stats(io.read_labels(masks[i]))
             row.update({f"{target}_{k.replace('objects', 'count')}": v for k, v in stats.items()})
         rows.append(row)
     df = pd.DataFrame(rows)

@@ -1,32 +1,48 @@
-"""Rule crop_rois: crop every cell of one image into one array file plus an index table, for each
-configured crop type (output lists are in the order of params.crop_types)."""
+"""Rule crop_rois[_N]: crop every cell of a batch of images into one array file plus an index table
+per image and configured crop type. Output lists are type-major: ``out.crops[t * n + i]`` is crop
+type ``params.crop_types[t]`` of image ``params.images[i]``."""
 
 from hcsflow.alignment import read_field
+from hcsflow.batches import optional_per_image, split_per_image
 from hcsflow.crops import crop_rois, save_crops
 from hcsflow.features import image_metadata
 from hcsflow.ingest import read_image_table
 from hcsflow.io import write_table
-from hcsflow.runner import rule_logging
+from hcsflow.runner import for_each_image, rule_logging
 
 with rule_logging(snakemake) as log:
     inp, out, par = snakemake.input, snakemake.output, snakemake.params
-    wc = snakemake.wildcards
-    meta = image_metadata(read_image_table(inp.images), wc.plate, wc.image)
-    image, cells, nuclei, pairing = read_field(inp.image, getattr(inp, "cells", None), getattr(inp, "nuclei", None), par.channels,
-                                               par.project_z, par.min_nucleus_overlap)
-    for crop_type, crops_path, index_path in zip(par.crop_types, out.crops, out.index, strict=True):
-        settings = dict(par.crops.get(crop_type, {}))
-        crops, index, dropped = crop_rois(image, cells, nuclei, crop_type,
-                                          border=par.crops["border"], **settings)
-        log.info("%s crops: %d of shape %s; padded %d; dropped %s; pairing %s", crop_type,
-                 len(crops), crops.shape[1:], int(index["padded"].sum()),
-                 dropped["reason"].value_counts().to_dict(), pairing)
-        # Index table keyed like the feature tables: row crop_row of the array is this object.
-        table = index.rename(columns={"label": "Metadata_ObjectNumber"})
-        for k, v in meta.items():
-            table[k] = [v] * len(table)
-        table["Metadata_CropType"] = crop_type
-        meta_cols = [*meta.keys(), "Metadata_ObjectNumber", "Metadata_CropType"]
-        table = table[meta_cols + [c for c in table.columns if c not in meta_cols]]
-        save_crops(crops_path, crops, index, dropped, par.channels, compress=par.crops["compress"])
-        write_table(table, index_path)
+    names = list(par.images)
+    n = len(names)
+    image_files = split_per_image(inp.image, n, "input.image")
+    # a run may have only cell or only nucleus masks (hcsflow.checks): None for the missing ones
+    cells_files = optional_per_image(inp, "cells", n)
+    nuclei_files = optional_per_image(inp, "nuclei", n)
+    image_table = read_image_table(inp.images)
+
+    def one(i, name):
+        meta = image_metadata(image_table, snakemake.wildcards.plate, name)
+        image, cells, nuclei, pairing = read_field(image_files[i], cells_files[i], nuclei_files[i],
+                                                   par.channels, par.project_z, par.min_nucleus_overlap)
+        done = []
+        for t, crop_type in enumerate(par.crop_types):
+            settings = dict(par.crops.get(crop_type, {}))
+            crops, index, dropped = crop_rois(image, cells, nuclei, crop_type,
+                                              border=par.crops["border"], **settings)
+            log.info("%s %s crops: %d of shape %s; padded %d; dropped %s; pairing %s", name,
+                     crop_type, len(crops), crops.shape[1:], int(index["padded"].sum()),
+                     dropped["reason"].value_counts().to_dict(), pairing)
+            # Index table keyed like the feature tables: row crop_row of the array is this object.
+            table = index.rename(columns={"label": "Metadata_ObjectNumber"})
+            for k, v in meta.items():
+                table[k] = [v] * len(table)
+            table["Metadata_CropType"] = crop_type
+            meta_cols = [*meta.keys(), "Metadata_ObjectNumber", "Metadata_CropType"]
+            table = table[meta_cols + [c for c in table.columns if c not in meta_cols]]
+            save_crops(out.crops[t * n + i], crops, index, dropped, par.channels,
+                       compress=par.crops["compress"])
+            write_table(table, out.index[t * n + i])
+            done.append(f"{crop_type} {len(crops)}")
+        return ", ".join(done)
+
+    for_each_image(names, one, log)

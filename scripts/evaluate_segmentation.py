@@ -7,29 +7,39 @@ import pandas as pd
 from skimage.io import imsave
 
 from hcsflow import io, segeval, segtrain
+from hcsflow.batches import split_per_image
 from hcsflow.runner import rule_logging
 
 with rule_logging(snakemake) as log:
-    seg, res = snakemake.params.seg, snakemake.params.results
+    seg = snakemake.params.seg
     table = pd.DataFrame(snakemake.params.table)
+    targets = list(snakemake.params.targets)
+    n = len(table)
+    # input lists are target-major (params.targets), each in the order of params.table
+    pred_files = dict(zip(targets, split_per_image(snakemake.input.pred, len(targets), "input.pred"),
+                          strict=True))
+    baseline_files = (dict(zip(targets, split_per_image(snakemake.input.baseline, len(targets),
+                                                        "input.baseline"), strict=True))
+                      if snakemake.input.baseline else {})
+    raw_files = split_per_image(snakemake.input.images, n, "input.images")
     ths = list(seg["evaluate"]["iou_thresholds"])
     overlay_dir = Path(snakemake.output.overlays)
     tmp_dir = overlay_dir.with_name(f".{overlay_dir.name}.tmp")
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    methods = {t: seg[t]["method"] for t in snakemake.params.targets}
+    methods = {t: seg[t]["method"] for t in targets}
     rows = []
-    for _, r in table.iterrows():
+    for i, r in table.iterrows():
         plate, image = r["plate"], r["image"]
-        raw = io.read_image(list(r["raw_files"]), project_z=snakemake.params.project_z) if seg["evaluate"]["overlays"] else None
+        raw = io.read_image(raw_files[i], project_z=snakemake.params.project_z) if seg["evaluate"]["overlays"] else None
         for target, method in methods.items():
             files = segtrain.find_mask_files(seg["train"]["masks"], plate, image, target)
             if len(files) == 1 and "*" not in seg["train"]["masks"]:
                 truth = io.read_labels(files[0])
             else:
                 truth = segtrain.combine_object_masks([io.read_file(f).max(axis=0) for f in files])
-            preds = {method: f"{res}/{plate}/masks/{target}/{image}.tif"}
+            preds = {method: pred_files[target][i]}
             if seg["evaluate"]["baseline"] and method != "threshold":
-                preds["threshold (baseline)"] = f"{res}/segmentation/baseline/{plate}/{image}.{target}.tif"
+                preds["threshold (baseline)"] = baseline_files[target][i]
             for name, path in preds.items():
                 pred = io.read_labels(path)
                 if pred.shape != truth.shape:

@@ -1,14 +1,24 @@
-"""Rule segment_baseline: the classical method (Otsu + watershed) on one field, both targets."""
+"""Rule segment_baseline[_N]: the classical method (Otsu + watershed) on a batch of fields, both
+targets (outputs in the order of ``snakemake.params.images``)."""
 
 from hcsflow import io
-from hcsflow.runner import rule_logging
+from hcsflow.batches import split_per_image
+from hcsflow.runner import for_each_image, rule_logging
 from hcsflow.segmentation import segment_image, spec_from_config
 
 with rule_logging(snakemake) as log:
     seg, channels = snakemake.params.seg, snakemake.params.channels
-    image = io.read_image(list(snakemake.input.image), project_z=snakemake.params.project_z)
-    nuclei = segment_image(image, spec_from_config(seg, "nuclei", channels, method="threshold"), "nuclei")
-    cells = segment_image(image, spec_from_config(seg, "cells", channels, method="threshold"), "cells", nuclei=nuclei)
-    log.info("baseline: %d nuclei, %d cells", int(nuclei.max()), int(cells.max()))
-    io.write_labels(snakemake.output.nuclei, nuclei)
-    io.write_labels(snakemake.output.cells, cells)
+    names = list(snakemake.params.images)
+    images = split_per_image(snakemake.input.images, len(names), "input.images")
+    nuc_spec = spec_from_config(seg, "nuclei", channels, method="threshold")
+    cell_spec = spec_from_config(seg, "cells", channels, method="threshold")
+
+    def one(i, name):
+        image = io.read_image(images[i], project_z=snakemake.params.project_z)
+        nuclei = segment_image(image, nuc_spec, "nuclei")
+        cells = segment_image(image, cell_spec, "cells", nuclei=nuclei)
+        io.write_labels(snakemake.output.nuclei[i], nuclei)
+        io.write_labels(snakemake.output.cells[i], cells)
+        return f"baseline: {int(nuclei.max())} nuclei, {int(cells.max())} cells"
+
+    for_each_image(names, one, log)

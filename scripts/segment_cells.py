@@ -1,14 +1,31 @@
-"""Rule segment_cells: whole-cell label mask of one field (see hcsflow.segmentation)."""
+"""Rule segment_cells[_N]: whole-cell label masks of a batch of fields (see hcsflow.segmentation).
 
-from hcsflow import io, models
-from hcsflow.runner import limit_threads, rule_logging
-from hcsflow.segmentation import segment_image
+The model is loaded once; the fields are segmented one by one and each mask is written as soon
+as it is ready (atomically), in the order of ``snakemake.params.images`` = ``output.masks``.
+"""
+
+from hcsflow.runner import limit_threads
+
+limit_threads(snakemake.threads)  # before numpy / torch / TensorFlow are imported
+
+from hcsflow import io, models  # noqa: E402
+from hcsflow.batches import split_per_image  # noqa: E402
+from hcsflow.runner import for_each_image, rule_logging  # noqa: E402
+from hcsflow.segmentation import segment_image  # noqa: E402
 
 with rule_logging(snakemake) as log:
-    limit_threads(snakemake.threads)
-    spec = models.ready_target(snakemake.params.seg, "cells", snakemake.params.channels, snakemake.params.model, log)
-    image = io.read_image(list(snakemake.input.image), project_z=snakemake.params.project_z)
-    nuclei = io.read_labels(snakemake.input.nuclei[0]) if snakemake.input.nuclei else None
-    labels = segment_image(image, spec, "cells", nuclei=nuclei)
-    log.info("%s: %d cells (method %s)", snakemake.output[0], int(labels.max()), spec.method)
-    io.write_labels(snakemake.output[0], labels)
+    names = list(snakemake.params.images)
+    images = split_per_image(snakemake.input.images, len(names), "input.images")
+    nuclei = (split_per_image(snakemake.input.nuclei, len(names), "input.nuclei")
+              if snakemake.input.nuclei else [[] for _ in names])
+    spec = models.ready_target(snakemake.params.seg, "cells", snakemake.params.channels,
+                               snakemake.params.model, log)
+
+    def one(i, name):
+        image = io.read_image(images[i], project_z=snakemake.params.project_z)
+        seeds = io.read_labels(nuclei[i][0]) if nuclei[i] else None
+        labels = segment_image(image, spec, "cells", nuclei=seeds)
+        io.write_labels(snakemake.output.masks[i], labels)
+        return f"{int(labels.max())} cells (method {spec.method})"
+
+    for_each_image(names, one, log)

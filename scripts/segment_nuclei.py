@@ -1,13 +1,28 @@
-"""Rule segment_nuclei: nucleus label mask of one field (see hcsflow.segmentation)."""
+"""Rule segment_nuclei[_N]: nucleus label masks of a batch of fields (see hcsflow.segmentation).
 
-from hcsflow import io, models
-from hcsflow.runner import limit_threads, rule_logging
-from hcsflow.segmentation import segment_image
+The model is loaded once; the fields are segmented one by one and each mask is written as soon
+as it is ready (atomically), in the order of ``snakemake.params.images`` = ``output.masks``.
+"""
+
+from hcsflow.runner import limit_threads
+
+limit_threads(snakemake.threads)  # before numpy / torch / TensorFlow are imported
+
+from hcsflow import io, models  # noqa: E402
+from hcsflow.batches import split_per_image  # noqa: E402
+from hcsflow.runner import for_each_image, rule_logging  # noqa: E402
+from hcsflow.segmentation import segment_image  # noqa: E402
 
 with rule_logging(snakemake) as log:
-    limit_threads(snakemake.threads)
-    spec = models.ready_target(snakemake.params.seg, "nuclei", snakemake.params.channels, snakemake.params.model, log)
-    image = io.read_image(list(snakemake.input.image), project_z=snakemake.params.project_z)
-    labels = segment_image(image, spec, "nuclei")
-    log.info("%s: %d nuclei (method %s)", snakemake.output[0], int(labels.max()), spec.method)
-    io.write_labels(snakemake.output[0], labels)
+    names = list(snakemake.params.images)
+    images = split_per_image(snakemake.input.images, len(names), "input.images")
+    spec = models.ready_target(snakemake.params.seg, "nuclei", snakemake.params.channels,
+                               snakemake.params.model, log)
+
+    def one(i, name):
+        image = io.read_image(images[i], project_z=snakemake.params.project_z)
+        labels = segment_image(image, spec, "nuclei")
+        io.write_labels(snakemake.output.masks[i], labels)
+        return f"{int(labels.max())} nuclei (method {spec.method})"
+
+    for_each_image(names, one, log)

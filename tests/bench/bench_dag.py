@@ -10,9 +10,12 @@ StarDist with pretrained names, no GT, no demo), and times
 * `snakemake -n --profile profiles/slurm`: the whole plan with the profile (job grouping),
 
 and reports how many jobs the plan has and how many cluster jobs grouping turns them into.
+Segmentation, crops and features run one job per batch of images (config `batch`; default one
+well: 384 jobs per stage).
 Nothing is read: the files are empty and only their names are used.
 
-    python tests/bench/bench_dag.py [--rows 16 --cols 24 --fields 9] [--group-size 200]
+    python tests/bench/bench_dag.py [--rows 16 --cols 24 --fields 9] [--batch-by well --batch-size 0]
+                                    [--group-size 8]
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -45,9 +49,10 @@ def write_plate(root: Path, rows: int, cols: int, fields: int, plate: str = "Pla
     return rows * cols * fields
 
 
-def write_config(root: Path) -> Path:
+def write_config(root: Path, batch_by: str = "well", batch_size: int = 0) -> Path:
     cfg = {
         "demo": {"enabled": False},
+        "batch": {"by": batch_by, "size": batch_size},
         "images": {
             "raw_dir": str(root / "raw"),
             "pattern": r"(?P<plate>[^/]+)/r(?P<row>\d{2})c(?P<col>\d{2})f(?P<field>\d{2})p01-ch(?P<channel>\d)sk1fk1fl1\.tiff",
@@ -66,10 +71,18 @@ def write_config(root: Path) -> Path:
     return path
 
 
+CPU: dict[str, float] = {}  # CPU seconds (user + sys) of each timed command
+
+
 def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, str]:
+    """Wall-clock seconds and output of ``cmd``; its CPU seconds go to CPU[cmd's last arg] (a
+    figure that a machine loaded by other jobs inflates much less than the wall clock)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU[" ".join(cmd[-3:])] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     out = proc.stdout + proc.stderr
     if proc.returncode:
         sys.exit(f"failed: {' '.join(cmd)}\n{out[-4000:]}")
@@ -81,6 +94,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=16)
     ap.add_argument("--cols", type=int, default=24)
     ap.add_argument("--fields", type=int, default=9)
+    ap.add_argument("--batch-by", default="well", choices=["well", "row"],
+                    help="config batch.by (default: well = one job per well and stage)")
+    ap.add_argument("--batch-size", type=int, default=0, help="config batch.size (0: whole well)")
     ap.add_argument("--group-size", type=int, default=None,
                     help="HCSFLOW_GROUP_SIZE and HCSFLOW_GPU_GROUP_SIZE (default: the profile's)")
     args = ap.parse_args()
@@ -95,7 +111,7 @@ def main() -> None:
         start = time.perf_counter()
         n_images = write_plate(root, args.rows, args.cols, args.fields)
         t_files = time.perf_counter() - start
-        config = write_config(root)
+        config = write_config(root, args.batch_by, args.batch_size)
         work = root / "work"
         work.mkdir()
         base = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(work),
@@ -113,10 +129,13 @@ def main() -> None:
     per_group = {g: groups.count(g) for g in sorted(set(groups))}
 
     print(f"plate: {n_images} images ({args.rows} x {args.cols} wells x {args.fields} fields), "
-          f"{n_images * len(CHANNELS)} empty files written in {t_files:.1f} s")
-    print(f"parse the workflow (snakemake --list-rules):     {t_parse:6.1f} s")
-    print(f"plan the run, local (snakemake -n --cores 1):     {t_plain:6.1f} s")
-    print(f"plan the run (snakemake -n --profile slurm):     {t_plan:6.1f} s")
+          f"{n_images * len(CHANNELS)} empty files written in {t_files:.1f} s; "
+          f"batch.by {args.batch_by}, batch.size {args.batch_size}")
+    cpu = list(CPU.values())
+    print(f"parse the workflow (snakemake --list-rules):     {t_parse:6.1f} s  (CPU {cpu[0]:.1f} s)")
+    print(f"plan the run, local (snakemake -n --cores 1):     {t_plain:6.1f} s  (CPU {cpu[1]:.1f} s)")
+    print(f"plan the run (snakemake -n --profile slurm):     {t_plan:6.1f} s  (CPU {cpu[2]:.1f} s)")
+    print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
     print(f"jobs in the plan: {total}  ({', '.join(f'{k} {v}' for k, v in stats.items())})")
     print(f"cluster jobs: {len(groups) + len(singles)} = {len(groups)} group jobs "
           f"({', '.join(f'{g}: {n}' for g, n in per_group.items())}) holding {grouped_jobs} "

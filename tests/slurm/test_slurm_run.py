@@ -120,15 +120,15 @@ def test_jobs_went_through_sbatch_and_reflect_the_grouping(slurm_run):
           f"{per_image_jobs} per-image jobs + {len(planned_single)} single jobs")
     assert len(jobs) == len(planned_groups) + len(planned_single)
 
-    # 3 images, each one chain per group (nuclei -> cells; align -> crops, features), GROUP_SIZE
-    # chains per cluster job: ceil(3 / 2) = 2 cluster jobs per group.
+    # 3 wells of 1 field = 3 batches (batch.by: well), each one chain per group (nuclei -> cells;
+    # align -> crops, features), GROUP_SIZE chains per cluster job: ceil(3 / 2) = 2 per group.
     comments = [j["Comment"] for j in jobs]
     n_images = 3
     for group in ("gpu_images", "images"):
         n = sum(c.startswith(f"rule_{group}_") for c in comments)
         assert n == math.ceil(n_images / GROUP_SIZE), (group, comments)
-    # Without grouping each per-image job would have been its own cluster job.
-    assert per_image_jobs >= 5 * n_images  # segment x 2, align, crop, features
+    # Without grouping each batch job would have been its own cluster job.
+    assert per_image_jobs >= 5 * n_images  # segment x 2, align, crop, features (1 image/batch)
     assert len(jobs) < per_image_jobs
 
 

@@ -78,19 +78,35 @@ def profile():
     return load_profile()
 
 
+def _blocks(lines):
+    """(header index, block lines) of every rule definition in a file."""
+    for start, header in enumerate(lines):
+        if not re.match(r"\s*(rule|checkpoint)\b[^:]*:", header):
+            continue
+        indent = len(header) - len(header.lstrip())
+        block = [header]
+        for line in lines[start + 1 :]:
+            if line.strip() and len(line) - len(line.lstrip()) <= indent:
+                break
+            block.append(line)
+        yield start, block
+
+
 def rule_block(rule) -> str:
-    """Source text of a rule's definition (its header line and the indented lines below)."""
+    """Source text of a rule's definition (its header line and the indented lines below).
+
+    Batched rules are generated in a loop (`rule:` with `name: _L.rule_name("crop_rois")`); the
+    names of later layouts (`crop_rois_2`) come from the same block."""
     lines = Path(rule.snakefile).read_text().splitlines()
-    start = next(i for i, line in enumerate(lines)
-                 if re.match(rf"\s*(rule|checkpoint)\s+{rule.name}\s*:", line))
-    header = lines[start]
-    indent = len(header) - len(header.lstrip())
-    block = [header]
-    for line in lines[start + 1 :]:
-        if line.strip() and len(line) - len(line.lstrip()) <= indent:
-            break
-        block.append(line)
-    return "\n".join(block)
+    base = re.sub(r"_\d+$", "", rule.name)
+    for _, block in _blocks(lines):
+        if re.match(rf"\s*(rule|checkpoint)\s+{rule.name}\s*:", block[0]):
+            return "\n".join(block)
+        if re.match(r"\s*rule\s*:", block[0]) and re.search(
+            rf"rule_name\(\"({rule.name}|{base})\"\)", "\n".join(block)
+        ):
+            return "\n".join(block)
+    raise AssertionError(f"no definition of rule {rule.name} in {rule.snakefile}")
 
 
 def script_path(rule) -> Path | None:
@@ -120,12 +136,37 @@ def mem_mb(rule, attempt: int) -> float:
 
 
 def per_image(rule) -> bool:
-    return any("{image" in str(o) for o in rule.output)
+    """Per-image rules ({image} wildcard) and batched rules ({batch}: one job per batch of
+    images, hcsflow.batches): there are many of their jobs, so they must be grouped."""
+    return any("{image" in str(o) or "{batch" in str(o) for o in rule.output)
+
+
+def is_batched(rule) -> bool:
+    return any("{batch" in str(o) for o in rule.output)
 
 
 # ---- the rules themselves --------------------------------------------------------------------
 def test_the_workflow_has_the_stages(rules):
     assert {"ingest", "segment_cells", "segment_nuclei", "extract_features"} <= set(rules)
+
+
+def test_image_stages_run_in_batches(rules):
+    """Segmentation, alignment, crops and features: one job per batch of images, every per-image
+    output declared (no untracked side files), one log per batch job."""
+    for name in ("segment_cells", "segment_nuclei", "align_gt", "crop_rois", "extract_features"):
+        rule = rules[name]
+        assert is_batched(rule), f"{name} is not batched"
+        assert {"plate", "batch"} == set(rule.wildcard_names), name
+        assert len(rule.output) >= 2, f"{name}: a batch declares one output per image"
+        # outputs: results/{plate}/.../{batch}-FF(...) (constraints may follow the names)
+        assert all(re.search(r"\{batch[,}].*-\d\d[.]", str(o)) for o in rule.output), name
+        assert all("{plate" in str(f) and "{batch" in str(f) for f in rule.log), name
+
+
+def test_batched_runtime_grows_with_the_batch_and_attempt(rules):
+    rule = rules["extract_features"]
+    fn = rule.resources["runtime"]._value
+    assert fn(None, attempt=2) == 2 * fn(None, attempt=1)
 
 
 def test_every_rule_declares_threads_resources_log_and_env(rules):
