@@ -1,0 +1,63 @@
+"""Demo scenarios celldeath and brightfield: deterministic, planned files = written files, truth."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import numpy as np
+import pandas as pd
+import tifffile
+
+from hcsflow.demo_scenarios import (
+    BrightfieldSpec,
+    CellDeathSpec,
+    generate_brightfield,
+    generate_celldeath,
+)
+
+SMALL_CD = CellDeathSpec(n_plates=2, n_fields=1, image_size=128, cells_per_field=12,
+                         compounds_per_class=1, concentrations=5, control_wells=2)
+
+
+def _digests(folder):
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix in (".tif", ".tiff", ".png", ".jpg", ".tsv")}
+
+
+def test_celldeath_deterministic_planned_and_atp(tmp_path):
+    generate_celldeath(tmp_path / "a", SMALL_CD, progress=False)
+    generate_celldeath(tmp_path / "b", SMALL_CD, progress=False)
+    a, b = _digests(tmp_path / "a"), _digests(tmp_path / "b")
+    assert a == b and len(a) > 10
+    plan = SMALL_CD.planned_files()
+    written = sorted(p.relative_to(tmp_path / "a" / "raw").as_posix() for p in (tmp_path / "a" / "raw").rglob("*.tiff"))
+    assert written == sorted(plan["raw"]) and len(written) == 2 * 12 * 5
+    raw = tifffile.imread(tmp_path / "a" / "raw" / plan["raw"][0])
+    assert raw.dtype == np.uint16 and raw.shape == (128, 128)
+    wells = pd.read_csv(tmp_path / "a" / "truth" / "wells.tsv", sep="\t")
+    assert {"ineffective", "dead", "in_range", "control"} <= set(wells.atp_status)
+    out = wells[~wells.atp.between(0.3, 0.8) & (wells.treatment != "DMSO")]
+    assert set(out.well) == set(wells.well[~wells.keep])
+    for sheet, col in (("Culture", "condition"), ("ATP", "atp")):
+        grid = pd.read_excel(tmp_path / "a" / "layout.xlsx", sheet_name=sheet, index_col=0)
+        for w in wells.itertuples():
+            assert grid.loc[w.row, w.col] == getattr(w, col)
+
+
+def test_brightfield_names_are_not_wells(tmp_path):
+    spec = BrightfieldSpec(naming="files", images_per_class=1, mixed_images=3, image_size=128)
+    generate_brightfield(tmp_path, spec, progress=False)
+    files = sorted(p.relative_to(tmp_path / "raw").as_posix() for p in (tmp_path / "raw").rglob("*.*"))
+    assert files == sorted(spec.planned_files()["raw"])
+    assert any(" " in f for f in files)
+    assert not any(re.search(r"[A-P]\d{2}", f) for f in files)
+    cells = pd.read_csv(tmp_path / "truth" / "cells.tsv", sep="\t")
+    assert set(cells.loc[cells.condition == "mixed", "cls"]) == {"apoptosis", "pyroptosis", "other"}
+    # classes differ in size on the true masks
+    areas = {}
+    for im in spec.images().itertuples():
+        lab = tifffile.imread(tmp_path / "truth" / im.plate / f"{im.image}.cells.tif")
+        if im.condition != "mixed":
+            areas[im.condition] = np.bincount(lab.ravel())[1:].mean()
+    assert areas["apoptosis"] < areas["other"] < areas["pyroptosis"]
