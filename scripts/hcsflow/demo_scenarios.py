@@ -247,7 +247,7 @@ class CellDeathSpec:
         rng = np.random.default_rng([self.seed, 98])
         base = np.array([0.62, 1.0, 1.55, 0.8, 1.25, 0.7])
         rows = []
-        for c, ch in enumerate(CD_CHANNELS):
+        for ch in CD_CHANNELS:
             order = rng.permutation(len(base))
             for p, plate in enumerate(plates):
                 rows.append(dict(plate=plate, channel=ch, gain=float(base[order[p % len(base)]]
