@@ -13,7 +13,7 @@ import torch
 
 from hcsflow.deep.config import check_models
 from hcsflow.deep.data import DeepInputError, Normaliser
-from hcsflow.deep.models import create_model, forward, freeze_batchnorm
+from hcsflow.deep.models import check_architecture, create_model, forward, freeze_batchnorm
 from hcsflow.deep.predict import load_model, predict_crops
 
 torch.set_num_threads(1)
@@ -54,12 +54,19 @@ def test_local_pretrained_file_loads_the_backbone_and_the_head_is_new(tmp_path):
     torch.save(src2.state_dict(), tmp_path / "two.pth")
     m2 = create_model("resnet10t", 4, 2, 32, pretrained=str(tmp_path / "two.pth"))
     assert not torch.equal(m2.state_dict()["fc.weight"], src2.state_dict()["fc.weight"])
-    assert torch.equal(m2.state_dict()["layer4.0.conv1.weight"], src2.state_dict()["layer4.0.conv1.weight"])
+    assert torch.equal(
+        m2.state_dict()["layer4.0.conv1.weight"], src2.state_dict()["layer4.0.conv1.weight"]
+    )
 
 
 def test_bad_models_give_clear_errors(tmp_path):
     with pytest.raises(DeepInputError, match="not a timm model name"):
         create_model("resnet_does_not_exist", 3, 2, 32)
+    # what rule train_deep checks before reading any data: the message offers close names
+    with pytest.raises(
+        DeepInputError, match=r"'resnet_nope' is not a timm model name; close names: \[.*resnet"
+    ):
+        check_architecture("resnet_nope", 32)
     with pytest.raises(DeepInputError, match="does not exist; download it once"):
         create_model("resnet10t", 3, 2, 32, pretrained=str(tmp_path / "missing.pth"))
     with pytest.raises(DeepInputError, match="not divisible by the patch size 16"):
@@ -89,9 +96,17 @@ def test_a_saved_model_reloads_with_its_trained_head(tmp_path):
     torch.save(m.state_dict(), tmp_path / "model.pt")
     raw = np.random.default_rng(0).integers(0, 500, (5, 2, 20, 20)).astype(np.uint16)
     norm = Normaliser("percentile").fit(raw)
-    spec = {"kind": "torch", "name": "m", "classes": ["a", "b", "c"], "channels": ["DAPI", "FITC"],
-            "in_chans": 2, "architecture": "resnet10t", "input": "nucleocentric", "image_size": 32,
-            "normalisation": norm.to_dict()}
+    spec = {
+        "kind": "torch",
+        "name": "m",
+        "classes": ["a", "b", "c"],
+        "channels": ["DAPI", "FITC"],
+        "in_chans": 2,
+        "architecture": "resnet10t",
+        "input": "nucleocentric",
+        "image_size": 32,
+        "normalisation": norm.to_dict(),
+    }
     (tmp_path / "model.json").write_text(json.dumps(spec))
     loaded = load_model(tmp_path)
     assert torch.equal(loaded.model.fc.weight, m.fc.weight)
@@ -99,7 +114,9 @@ def test_a_saved_model_reloads_with_its_trained_head(tmp_path):
     pred = predict_crops(loaded, raw, meta, batch_size=2)
     x = loaded.transform(raw, np.arange(5))
     want = torch.softmax(m(x), 1).detach().numpy()
-    np.testing.assert_allclose(pred[["Prob_a", "Prob_b", "Prob_c"]].to_numpy(), want, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        pred[["Prob_a", "Prob_b", "Prob_c"]].to_numpy(), want, rtol=1e-4, atol=1e-6
+    )
     assert (pred["split"] == "predict").all() and pred["pred_class"].isin(["a", "b", "c"]).all()
     # channels named: picked by name, in the model's order
     swapped = predict_crops(loaded, raw[:, ::-1], meta, channels=["FITC", "DAPI"])
@@ -113,7 +130,10 @@ def test_parse_time_checks_of_the_deep_section(tmp_path):
         ({"m": {"architecture": "resnet10t", "channels": ["GFP"]}}, "channels.*GFP"),
         ({"m": {"architecture": "resnet10t", "input": "bbox"}}, "does not produce.*crops.types"),
         ({"m": {"architecture": "vit_tiny_patch16_224", "image_size": 60}}, "patch size 16"),
-        ({"m": {"architecture": "resnet10t", "pretrained": str(tmp_path / "x.pth")}}, "does not exist"),
+        (
+            {"m": {"architecture": "resnet10t", "pretrained": str(tmp_path / "x.pth")}},
+            "does not exist",
+        ),
     ]
     for models, msg in cases:
         with pytest.raises(DeepInputError, match=msg):
