@@ -25,8 +25,15 @@ def tiny_demo_config(**demo) -> dict:
     """The default config on a small demo plate (1 plate, one well per condition, one field)."""
     cfg = copy.deepcopy(load_default_config())
     cfg["demo"].update(dict(n_plates=1, wells_per_condition=1, n_fields=1), **demo)
-    # One plate of three wells cannot be split into train/valid/test wells nor hold a plate to
-    # predict: the tiny demo stops at features (the classification tests build their own plates).
+    return without_classification(cfg)
+
+
+def without_classification(cfg: dict) -> dict:
+    """``cfg`` with classification, deep models and prediction off (in place, returned).
+
+    One plate of three wells cannot be split into train/valid/test wells nor hold a plate to
+    predict: tiny demos stop at features (the classification tests build their own plates).
+    """
     cfg["classify"].update(enabled=False, exclude_plates=[])
     cfg["deep"].update(enabled=False, models={})
     cfg["predict"].update(model=None, plates=[])

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import without_classification
 from hcsflow import io
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.workflow
 
 
 def tiny_config(tmp_path: Path, **seg_overrides) -> Path:
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg = without_classification(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
     # 3 wells (one per condition) of one 256 px field: one each for train, valid and test.
     cfg["demo"].update(enabled=True, out_dir="demo_data", n_plates=1, wells_per_condition=1,
                        n_fields=1, image_size=256)
