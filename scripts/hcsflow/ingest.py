@@ -233,6 +233,20 @@ def _parse(spec: SourceSpec, rel: str) -> dict | None:
     return out
 
 
+def _image_record(plate, image, first, files: list) -> dict:
+    """One image-table row from the first matched file of an image and its files in order."""
+    return dict(
+        plate=plate,
+        image=image,
+        row=first.row,
+        col=first.col,
+        well=first.well,
+        field=first.field,
+        files=files,
+        filename=first.filename,
+    )
+
+
 def scan(spec: SourceSpec, listing: Iterable[str] | None = None) -> pd.DataFrame:
     """Parse file names into one row per image (no file is opened).
 
@@ -313,19 +327,7 @@ def scan(spec: SourceSpec, listing: Iterable[str] | None = None) -> pd.DataFrame
                     f"(found {', '.join(grp['path'])}); {spec.what}.channels lists "
                     f"{len(spec.channels)} channels"
                 )
-            first = grp.iloc[0]
-            rows.append(
-                dict(
-                    plate=plate,
-                    image=image,
-                    row=first.row,
-                    col=first.col,
-                    well=first.well,
-                    field=first.field,
-                    files=list(slots),
-                    filename=first.filename,
-                )
-            )
+            rows.append(_image_record(plate, image, grp.iloc[0], list(slots)))
     else:
         for (plate, image), grp in df.groupby(keys, sort=True):
             if len(grp) > 1:
@@ -333,19 +335,7 @@ def scan(spec: SourceSpec, listing: Iterable[str] | None = None) -> pd.DataFrame
                     f"{len(grp)} files claim plate {plate}, image {image}: "
                     f"{' and '.join(grp['path'])}; make the pattern tell them apart or remove one"
                 )
-            first = grp.iloc[0]
-            rows.append(
-                dict(
-                    plate=plate,
-                    image=image,
-                    row=first.row,
-                    col=first.col,
-                    well=first.well,
-                    field=first.field,
-                    files=[first.path],
-                    filename=first.filename,
-                )
-            )
+            rows.append(_image_record(plate, image, grp.iloc[0], [grp.iloc[0].path]))
     table = pd.DataFrame(rows)
     return table.sort_values(["plate", "row", "col", "field"], key=_row_sort_key).reset_index(
         drop=True
