@@ -10,7 +10,7 @@ from snakemake.exceptions import WorkflowError
 
 from hcsflow import batches as hcs_batches
 from hcsflow import checks as hcs_checks
-from hcsflow import demo as hcs_demo
+from hcsflow import demo_scenarios
 from hcsflow.ingest import IngestError, SourceSpec, build_table
 
 RESULTS = "results"
@@ -32,7 +32,7 @@ def _demo_listing():
                 f"demo.enabled is true, so {section}.raw_dir must be {out_dir}/{sub} "
                 f"(it is {spec.raw_dir}); set demo.enabled: false to analyse your own images"
             )
-    return hcs_demo.planned_files(hcs_demo.DemoSpec.from_config(config["demo"]))
+    return demo_scenarios.planned_outputs(demo_scenarios.spec_from_config(config["demo"]))
 
 
 DEMO_FILES = _demo_listing()

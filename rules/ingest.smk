@@ -14,14 +14,13 @@ if config["demo"]["enabled"]:
         demo_plate,
 
     rule demo_plate:
-        """Write the synthetic demo plate (deterministic from demo.seed)."""
+        """Write the synthetic plates of demo.scenario (deterministic from demo.seed)."""
         output:
             raw=[f"{_DEMO_OUT}/raw/{f}" for f in DEMO_FILES["raw"]],
             gt=[f"{_DEMO_OUT}/gt/{f}" for f in DEMO_FILES["gt"]],
             truth=[f"{_DEMO_OUT}/truth/{f}" for f in DEMO_FILES["truth"]],
-            layout=f"{_DEMO_OUT}/layout.xlsx",
-            cells=f"{_DEMO_OUT}/truth/cells.tsv",
-            shifts=f"{_DEMO_OUT}/truth/shifts.tsv",
+            # truth tables and layout.xlsx (the list depends on demo.scenario)
+            tables=[f"{_DEMO_OUT}/{f}" for f in DEMO_FILES["tables"]],
         log:
             f"{LOGS}/demo_plate.log",
         conda:

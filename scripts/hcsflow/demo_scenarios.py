@@ -617,3 +617,49 @@ def generate_brightfield(out_dir, spec: BrightfieldSpec, progress: bool = True) 
                 imgs.rename(columns={"file": "filename"})[["plate", "filename", "condition"]].to_excel(
                     xl, sheet_name="Files", index=False)
     return dict(images=len(imgs), cells=len(truth), seconds=time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------------------------
+# one entry point for the demo_plate rule and the planner
+# --------------------------------------------------------------------------------------------
+
+
+def spec_from_config(demo_cfg: dict):
+    """The spec of ``demo.scenario`` (``coculture`` = :class:`hcsflow.demo.DemoSpec`)."""
+    from hcsflow.demo import DemoSpec
+
+    scenario = demo_cfg.get("scenario", "coculture")
+    if scenario == "coculture":
+        return DemoSpec.from_config(demo_cfg)
+    if scenario == "celldeath":
+        return CellDeathSpec.from_config(demo_cfg)
+    if scenario == "brightfield":
+        return BrightfieldSpec.from_config(demo_cfg)
+    raise ValueError(f"demo.scenario must be one of {', '.join(SCENARIOS)}, not {scenario!r}")
+
+
+def planned_outputs(spec) -> dict[str, list[str]]:
+    """Every file the scenario writes, relative to the demo folder: ``raw``, ``gt`` and ``truth``
+    (relative to ``raw/``, ``gt/``, ``truth/``, as the ingest listing wants them), and ``tables``
+    (relative to the demo folder: truth tables and ``layout.xlsx``)."""
+    from hcsflow.demo import DemoSpec, planned_files
+
+    if isinstance(spec, DemoSpec):
+        files = planned_files(spec)
+        files["tables"] = ["truth/cells.tsv", "truth/shifts.tsv"]
+    else:
+        files = spec.planned_files()
+        files["tables"] = ["truth/cells.tsv", *files["tables"]]
+    files["tables"].append("layout.xlsx")
+    return files
+
+
+def generate_scenario(out_dir, spec, progress: bool = True) -> dict:
+    """Write the scenario of ``spec`` under ``out_dir``; return a summary (images, cells, seconds)."""
+    from hcsflow.demo import DemoSpec, generate
+
+    if isinstance(spec, DemoSpec):
+        return generate(out_dir, spec, progress=progress)
+    if isinstance(spec, CellDeathSpec):
+        return generate_celldeath(out_dir, spec, progress=progress)
+    return generate_brightfield(out_dir, spec, progress=progress)

@@ -61,3 +61,34 @@ def test_brightfield_names_are_not_wells(tmp_path):
         if im.condition != "mixed":
             areas[im.condition] = np.bincount(lab.ravel())[1:].mean()
     assert areas["apoptosis"] < areas["other"] < areas["pyroptosis"]
+
+
+def test_every_scenario_writes_exactly_its_planned_outputs(tmp_path):
+    """What the demo_plate rule declares (planned_outputs) is what generate_scenario writes."""
+    from hcsflow.demo_scenarios import generate_scenario, planned_outputs, spec_from_config
+
+    configs = {
+        "coculture": dict(n_plates=1, wells_per_condition=1, n_fields=1, image_size=128),
+        "celldeath": dict(n_plates=2, n_fields=1, image_size=128,
+                          celldeath=dict(cells_per_field=8, compounds_per_class=1, concentrations=3,
+                                         control_wells=1)),
+        "brightfield": dict(n_fields=1, image_size=128,
+                            brightfield=dict(naming="files", images_per_class=1, mixed_images=1)),
+    }
+    for scenario, cfg in configs.items():
+        out = tmp_path / scenario
+        spec = spec_from_config({"scenario": scenario, "seed": 3, **cfg})
+        assert spec.__class__.__name__ == {"coculture": "DemoSpec", "celldeath": "CellDeathSpec",
+                                           "brightfield": "BrightfieldSpec"}[scenario]
+        generate_scenario(out, spec, progress=False)
+        plan = planned_outputs(spec)
+        planned = sorted([f"raw/{f}" for f in plan["raw"]] + [f"gt/{f}" for f in plan["gt"]]
+                         + [f"truth/{f}" for f in plan["truth"]] + plan["tables"])
+        written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+        assert written == planned, scenario
+    try:
+        spec_from_config({"scenario": "zebrafish"})
+    except ValueError as exc:
+        assert "demo.scenario" in str(exc) and "celldeath" in str(exc)
+    else:
+        raise AssertionError("an unknown scenario must be refused")
