@@ -14,12 +14,13 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONPYCACHEPREFIX ?= $(HOME)/.cache/hcsflow/pycache
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: venv demo report test test-fast test-slurm bench lint format install-profile dryrun lock clean help
+.PHONY: venv demo report test test-fast test-slurm test-protocols bench lint format install-profile dryrun lock clean help
 
 help:
 	@echo "make demo        set up .venv, then run the whole workflow on the synthetic demo plate"
 	@echo "make report      after make demo: report.html (figures and tables with captions, by stage)"
 	@echo "make test        set up .venv, then run the test suite (unit + real snakemake runs)"
+	@echo "make test-protocols  each paper's protocol end to end on its scenario (config/test/*.yaml)"
 	@echo "make test-slurm  run the workflow through a real one-node SLURM on this machine (root)"
 	@echo "make bench       benchmarks (seconds, peak memory) -> benchmarks/"
 	@echo "make dryrun      snakemake -n on the default (demo) config"
@@ -67,6 +68,11 @@ test-fast: venv
 
 test-slurm: venv
 	bash tests/slurm/run_slurm_test.sh
+
+# Each paper's protocol end to end on its synthetic scenario (config/test/*.yaml): minutes each,
+# so apart from `make test`; CI runs it after make test.
+test-protocols: venv
+	$(BIN)/python -m pytest -q tests/protocols
 
 bench: venv
 	$(BIN)/python tests/bench/run_benchmarks.py
