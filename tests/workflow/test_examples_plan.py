@@ -47,8 +47,9 @@ STAND_INS = {
             "data/deeptosis/plate1/B03_1.jpg",
             "data/deeptosis/plate1/B04_1.png",
             "data/deeptosis/layout.xlsx",
+            "resources/models/timm/vit_base_patch16_224.pth",  # deep.models.ViT.pretrained
         ],
-        {"validate_images", "segment_cells", "crop_rois", "extract_features"},
+        {"validate_images", "segment_cells", "crop_rois", "build_units", "train_deep"},
         {"segment_nuclei"},
     ),
     "deeptosis_folder": (
@@ -56,9 +57,18 @@ STAND_INS = {
             "data/deeptosis_folder/apoptosis.jpg",
             "data/deeptosis_folder/1 AC.jpg",
             "data/deeptosis_folder/sample_03.png",
+            "models/deeptosis_vit/model.json",  # predict.model (content: MODEL_JSON)
+            "models/deeptosis_vit/model.pt",
         ],
-        {"validate_images", "segment_cells", "crop_rois"},
-        {"segment_nuclei"},
+        {
+            "validate_images",
+            "segment_cells",
+            "crop_rois",
+            "predict_crops",
+            "predict_boxed",
+            "predict_summary",
+        },
+        {"segment_nuclei", "train_deep"},
     ),
     "nucleocentric": (
         [f"data/ELIFE2024/{d}/{w}-01.nd2" for d in ("CP", "GT") for w in ("B-03", "C-03")]
@@ -73,6 +83,16 @@ STAND_INS = {
             "gt_labels",
         },
         set(),
+    ),
+}
+
+
+# Stand-in files with content (the rest are empty): a trained model's model.json is read at plan
+# time (predict checks the new images have its channels and crop type).
+CONTENT = {
+    "models/deeptosis_vit/model.json": (
+        '{"kind": "torch", "name": "ViT", "classes": ["apoptosis", "other", "pyroptosis"], '
+        '"channels": ["R", "G", "B"], "input": "bbox", "unit": "cell"}'
     ),
 }
 
@@ -94,7 +114,7 @@ def test_example_config_plans(example: Path, tmp_path):
     for rel in files:
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"")
+        path.write_text(CONTENT.get(rel, ""))
     proc = subprocess.run(
         [
             SNAKEMAKE,
