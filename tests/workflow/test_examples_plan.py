@@ -57,7 +57,7 @@ STAND_INS = {
             "data/deeptosis_folder/apoptosis.jpg",
             "data/deeptosis_folder/1 AC.jpg",
             "data/deeptosis_folder/sample_03.png",
-            "models/deeptosis_vit/model.json",  # predict.model (content: MODEL_JSON)
+            "models/deeptosis_vit/model.json",  # predict.model (its content: CONTENT)
             "models/deeptosis_vit/model.pt",
         ],
         {
