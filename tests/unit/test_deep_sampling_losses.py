@@ -122,3 +122,27 @@ def test_class_weights_balance_the_classes():
     assert float(loss) == pytest.approx(
         float(F.cross_entropy(logits, y, weight=torch.tensor(w, dtype=torch.float32)))
     )
+
+
+def test_batch_composition_records_plates_and_classes_of_each_batch():
+    from hcsflow.deep.sampling import batch_composition, composition_summary
+
+    classes, plates = _units()
+    names = np.array(["healthy", "apoptosis", "ferroptosis"])
+    s = PlateAwareSampler(classes, plates, n_plates=2, n_per_class=5, seed=1)
+    comps = batch_composition(s.batches(epoch=1), plates, names[classes])
+    assert len(comps) == len(s)
+    assert all(
+        len(c) == 2 and all(v == {n: 5 for n in sorted(names)} for v in c.values()) for c in comps
+    )
+    summary = composition_summary(comps, names)
+    assert summary == {
+        "batches": len(s),
+        "plates_per_batch": [2, 2],
+        "units_per_plate_and_class": [5, 5],
+        "batch_size": [30, 30],
+    }
+    # a hand-made batch: 2 x P1/healthy, 1 x P2/apoptosis -> the missing (plate, class) cells are 0
+    comp = batch_composition([np.array([0, 1, 2])], ["P1", "P1", "P2"], ["h", "h", "a"])
+    assert comp == [{"P1": {"h": 2}, "P2": {"a": 1}}]
+    assert composition_summary(comp, ["h", "a"])["units_per_plate_and_class"] == [0, 2]

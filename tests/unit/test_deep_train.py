@@ -171,3 +171,44 @@ def test_fit_from_units_writes_the_predictions_contract_with_the_best_weights(tm
     assert spec["in_chans"] == 2 and spec["normalisation"]["method"] == "percentile"
     assert spec["best_epoch"] == int(out["history"]["valid_loss"].idxmin()) + 1
     assert "train_supcon" in out["history"]
+
+
+def test_calibrated_batchnorm_holds_the_statistics_of_the_training_samples():
+    from hcsflow.deep.train import calibrate_batchnorm
+
+    raw, _ = _data()
+    train_idx = np.arange(20)
+    model = create_model("resnet10t", 2, 2, 16)
+    tf = Transform(Normaliser("percentile").fit(raw, train_idx), 16)
+    bn = model.conv1[1]  # the stem's first batch norm, after conv1[0]
+    assert torch.allclose(bn.running_mean, torch.zeros_like(bn.running_mean))  # random init
+    n = calibrate_batchnorm(model, raw, train_idx, tf, TrainSettings(batch_size=32))
+    assert n == sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    with torch.no_grad():
+        act = model.conv1[0](tf(raw, train_idx))  # one batch of 20: the exact mean / variance
+    assert torch.allclose(bn.running_mean, act.mean(dim=(0, 2, 3)), atol=1e-5)
+    assert torch.allclose(bn.running_var, act.var(dim=(0, 2, 3), unbiased=True), rtol=1e-3)
+    assert bn.momentum == 0.1  # restored
+
+
+def test_more_batches_per_epoch_than_one_pass_holds_make_further_seeded_passes():
+    raw, y = _data()
+    set_determinism(0)
+    model = create_model("resnet10t", 2, 2, 16)
+    tf = Transform(Normaliser("percentile").fit(raw, np.arange(64)), 16)
+    s = TrainSettings(epochs=1, lr=3e-3, batch_size=16, batches_per_epoch=10, seed=0)
+    out = train(
+        model,
+        DeepLoss("ce"),
+        raw,
+        y,
+        np.arange(64),
+        np.arange(64, N),
+        tf,
+        s,
+        train_plates=np.repeat(["P1", "P2"], 32),
+        class_names=["a", "b"],
+    )
+    assert out["batches"]["summary"]["batches"] == 10  # 64 units / 16 = 4 per pass
+    assert out["batches"]["summary"]["batch_size"] == [16, 16]
+    assert not out["batches"]["plate_aware"]

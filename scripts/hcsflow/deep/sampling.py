@@ -107,3 +107,37 @@ class PlateAwareSampler:
 
     def __len__(self):
         return self.n_batches
+
+
+def batch_composition(batches, plates, classes) -> list[dict]:
+    """What each batch holds: ``[{plate: {class: count}}]`` (positions of ``batches`` index the
+    ``plates``/``classes`` arrays of the training samples). Saved in ``model.json`` so a run shows
+    that its batches were plate-aware (every batch: ``n_plates`` plates x every class x
+    ``n_per_class``) or, for plain shuffled batches, how the plates fell."""
+    plates, classes = np.asarray(plates).astype(str), np.asarray(classes).astype(str)
+    out = []
+    for b in batches:
+        comp: dict = {}
+        for p, c in zip(plates[b], classes[b], strict=True):
+            comp.setdefault(p, {})
+            comp[p][c] = comp[p].get(c, 0) + 1
+        out.append({p: dict(sorted(v.items())) for p, v in sorted(comp.items())})
+    return out
+
+
+def composition_summary(compositions: list[dict], class_names) -> dict:
+    """Over all recorded batches: plates per batch and units per (plate, class) cell of a batch
+    (a missing class of a plate in the batch counts 0), each as ``[min, max]``."""
+    if not compositions:
+        return {"batches": 0}
+    n_plates = [len(c) for c in compositions]
+    cells = [c.get(cls, 0) for comp in compositions for c in comp.values() for cls in class_names]
+    return {
+        "batches": len(compositions),
+        "plates_per_batch": [min(n_plates), max(n_plates)],
+        "units_per_plate_and_class": [min(cells), max(cells)],
+        "batch_size": [
+            min(sum(sum(v.values()) for v in c.values()) for c in compositions),
+            max(sum(sum(v.values()) for v in c.values()) for c in compositions),
+        ],
+    }

@@ -30,7 +30,13 @@ import pandas as pd
 from .data import DeepInputError, Normaliser, Transform
 from .losses import DeepLoss, class_weights
 from .models import create_model, forward, freeze_batchnorm
-from .sampling import PlateAwareSampler, shuffled_batches
+from .sampling import (
+    PlateAwareSampler,
+    batch_composition,
+    composition_summary,
+    epoch_rng,
+    shuffled_batches,
+)
 
 LOG = logging.getLogger("hcsflow.deep")
 MONITORS = {"valid_loss": "min", "valid_accuracy": "max", "valid_balanced_accuracy": "max"}
@@ -156,12 +162,19 @@ def train(
     fingerprint: str = "",
     log=None,
     on_epoch_end=None,
+    class_names=None,
+    calibrate_bn: bool = False,
 ) -> dict:
     """Train ``model`` on ``raw[train_idx]`` (labels ``y[train_idx]``), validate on
     ``raw[valid_idx]``. Returns ``{'best_state', 'best_epoch', 'history', 'last_state'}``.
 
     ``checkpoint_dir``: where ``last.pt`` is written after every epoch and resumed from (when its
     fingerprint matches). ``on_epoch_end(epoch)`` is called after the checkpoint is written.
+    ``calibrate_bn`` (with ``settings.freeze_bn``): before the first epoch, set the batch-norm
+    statistics from training batches (:func:`calibrate_batchnorm`); a randomly initialised
+    network's are mean 0 / variance 1, so frozen they would normalise nothing.
+    The result's ``batches`` records what the batches held (by plate and class; needs
+    ``train_plates``): the first epoch's batches in full and a summary over every epoch.
     """
     import torch
 
@@ -205,6 +218,10 @@ def train(
 
         def batches_of(epoch):
             b = shuffled_batches(len(train_idx), s.batch_size, s.seed, epoch)
+            k = 1  # more batches than one pass holds: further seeded passes (as plate-aware does)
+            while s.batches_per_epoch and len(b) < s.batches_per_epoch:
+                b = b + shuffled_batches(len(train_idx), s.batch_size, s.seed + 7919 * k, epoch)
+                k += 1
             return b[: s.batches_per_epoch] if s.batches_per_epoch else b
 
     ck_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
@@ -216,6 +233,7 @@ def train(
         "best_epoch": 0,
         "bad": 0,
         "stopped": False,
+        "batches": {"first_epoch": [], "summary": {}},
     }
     if ck_path is not None and ck_path.is_file():
         ck = torch.load(ck_path, map_location="cpu", weights_only=False)
@@ -228,6 +246,13 @@ def train(
         else:
             log.warning("ignoring checkpoint %s: it belongs to other settings or data", ck_path)
     valid_y = y[valid_idx] if valid_y is None else np.asarray(valid_y)
+    if s.freeze_bn and calibrate_bn and state["epoch"] == 0:
+        n = calibrate_batchnorm(model, raw, train_idx, transform, s, device)
+        log.info(
+            "batch norm: statistics of %d layers set from %d training samples, then frozen",
+            n,
+            min(len(train_idx), 8 * s.eval_batch_size),
+        )
 
     for epoch in range(state["epoch"] + 1, s.epochs + 1):
         if state["stopped"]:
@@ -239,7 +264,9 @@ def train(
         if s.freeze_bn:
             freeze_batchnorm(model)
         sums, n_seen = {}, 0
-        for b in batches_of(epoch):
+        epoch_batches = batches_of(epoch)
+        _record_batches(state, epoch, epoch_batches, train_idx, y, train_plates, class_names)
+        for b in epoch_batches:
             idx = train_idx[b]
             x = transform(raw, idx, device=device, gen=gen, augment=s.augment)
             yb = torch.as_tensor(y[idx], device=device)
@@ -314,7 +341,64 @@ def train(
         "history": history,
         "last_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "monitor": monitor,
+        "batches": {
+            "plate_aware": bool(s.plate_aware),
+            **({"n_plates": s.n_plates, "n_per_class": s.n_per_class} if s.plate_aware else {}),
+            **state.get("batches", {}),
+        },
     }
+
+
+def calibrate_batchnorm(
+    model, raw, train_idx, transform, settings, device=None, max_samples: int | None = None
+) -> int:
+    """Set every batch-norm layer's running mean / variance to the statistics of (up to
+    ``max_samples``) training samples, not augmented, in a seeded order; returns the number of
+    layers. Used before freezing batch norm in a network without pretrained weights."""
+    import torch
+    import torch.nn as nn
+
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or not len(train_idx):
+        return 0
+    max_samples = max_samples or 8 * settings.eval_batch_size
+    order = np.asarray(train_idx)[epoch_rng(settings.seed, 0, 7).permutation(len(train_idx))]
+    order = order[:max_samples]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batches
+    model.train()
+    bs = max(2, min(settings.batch_size, 64))
+    with torch.no_grad():
+        for i in range(0, len(order), bs):
+            chunk = order[i : i + bs]
+            if len(chunk) < 2:
+                break
+            forward(model, transform(raw, chunk, device=device))
+    for m, mom in zip(bns, momenta, strict=True):
+        m.momentum = mom
+    return len(bns)
+
+
+def _record_batches(state, epoch, batches, train_idx, y, train_plates, class_names) -> None:
+    """Add an epoch's batch composition to ``state['batches']`` (kept in the checkpoint)."""
+    if train_plates is None:
+        return
+    names = np.asarray(class_names if class_names is not None else sorted(set(y.tolist())))
+    classes = names[y[train_idx]] if class_names is not None else y[train_idx]
+    comps = batch_composition(batches, train_plates, classes)
+    summ = composition_summary(comps, [str(c) for c in names])
+    rec = state.setdefault("batches", {"first_epoch": [], "summary": {}})
+    if epoch == 1 or not rec["first_epoch"]:
+        rec["first_epoch"] = comps
+    old = rec.get("summary") or {}
+    if old.get("batches"):
+        for k in ("plates_per_batch", "units_per_plate_and_class", "batch_size"):
+            summ[k] = [min(old[k][0], summ[k][0]), max(old[k][1], summ[k][1])]
+        summ["batches"] += old["batches"]
+    summ["epochs"] = epoch
+    rec["summary"] = summ
 
 
 # ---- units -> model -> predictions ------------------------------------------------------------
@@ -433,6 +517,8 @@ def fit_from_units(
         fingerprint=fp,
         log=log,
         on_epoch_end=on_epoch_end,
+        class_names=classes,
+        calibrate_bn=not pretrained,
     )
     model.load_state_dict(result["best_state"])
     log.info(
@@ -451,6 +537,8 @@ def fit_from_units(
         unit="cell" if "Metadata_ObjectNumber" in units.columns else "field",
     )
     spec["best_epoch"] = int(result["best_epoch"])
+    spec["batches"] = result["batches"]
+    log.info("training batches (plates x classes): %s", result["batches"].get("summary"))
     preds = predictions_table(units, probs, classes)
     return {
         "state": result["best_state"],
