@@ -4,8 +4,9 @@
 
 _ALIGNED = f"{RESULTS}/{{plate}}/aligned/{{image}}.{{kind}}"
 
-ALL_TARGETS.extend(per_image(_ALIGNED, kind="shift.parquet", table=images_with_gt()))
-ALL_TARGETS.extend(per_image(_ALIGNED, kind="qc.png", table=images_with_gt()))
+# one file per job (hcsflow.batches.Layout.job_targets): the job then makes all its outputs
+for _L in GT_BATCH_LAYOUTS:
+    ALL_TARGETS.extend(_L.job_targets(_ALIGNED, kind="shift.parquet"))
 
 
 for _L in GT_BATCH_LAYOUTS:
@@ -18,7 +19,6 @@ for _L in GT_BATCH_LAYOUTS:
         input:
             **batch_masks(_L, raw_mask_of),
             cp=batch_files(_L, raw_files_of),
-            validated=validated,
             images=f"{RESULTS}/images.tsv",
             gt=batch_files(_L, gt_files_of),
         output:

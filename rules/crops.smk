@@ -5,9 +5,10 @@
 
 _CROPS = f"{RESULTS}/{{plate}}/crops/{{crop_type}}/{{image}}.{{ext}}"
 
+# One crop file per job (hcsflow.batches.Layout.job_targets): the job then makes all its outputs.
+for _L in BATCH_LAYOUTS if config["crops"]["types"] else []:
+    ALL_TARGETS.extend(_L.job_targets(_CROPS, crop_type=config["crops"]["types"][0], ext="npz"))
 for _ct in config["crops"]["types"]:
-    ALL_TARGETS.extend(per_image(_CROPS, crop_type=_ct, ext="npz"))
-    ALL_TARGETS.extend(per_image(_CROPS, crop_type=_ct, ext="index.parquet"))
     if config["crops"]["export_tiff"]:
         ALL_TARGETS.extend(
             per_image(f"{RESULTS}/{{plate}}/crops_tiff/{{crop_type}}/{{image}}", crop_type=_ct)
@@ -27,7 +28,6 @@ if _CROP_TYPES:
             input:
                 **batch_masks(_L, analysis_mask_of),
                 image=batch_files(_L, raw_files_of),
-                validated=validated,
                 images=f"{RESULTS}/images.tsv",
             output:
                 # type-major: every image of the first crop type, then of the second, ...

@@ -63,8 +63,9 @@ rule validate_images:
 rule ingest:
     """Parse raw file names into results/images.tsv and canonical links; raw files stay untouched."""
     input:
-        raw=[f for files in IMAGES["raw_files"] for f in files],
-        gt=[f for files in IMAGES["gt_files"] for f in files],
+        # The raw and GT files are inputs of validate_images (ingest follows it): listed here too,
+        # every batch job reading images.tsv made Snakemake scan this list (13,824 files for a
+        # 384-well plate), seconds of `snakemake -n` (docs/ARCHITECTURE.md, "Batched jobs").
         layout=layout_files(),
         validated=[f"{RESULTS}/{plate}/validation.tsv" for plate in PLATES],
     output:

@@ -196,7 +196,9 @@ if SEG["nuclei"]["method"] != "none":
             script:
                 "../scripts/segment_nuclei.py"
 
-    ALL_TARGETS.extend(per_image(f"{RESULTS}/{{plate}}/masks/nuclei/{{image}}.tif"))
+    # one mask per job (hcsflow.batches.Layout.job_targets): the job then makes all its masks
+    for _L in BATCH_LAYOUTS:
+        ALL_TARGETS.extend(_L.job_targets(f"{RESULTS}/{{plate}}/masks/nuclei/{{image}}.tif"))
 
 
 if SEG["cells"]["method"] != "none":
@@ -243,7 +245,9 @@ if SEG["cells"]["method"] != "none":
             script:
                 "../scripts/segment_cells.py"
 
-    ALL_TARGETS.extend(per_image(f"{RESULTS}/{{plate}}/masks/cells/{{image}}.tif"))
+    # one mask per job (hcsflow.batches.Layout.job_targets): the job then makes all its masks
+    for _L in BATCH_LAYOUTS:
+        ALL_TARGETS.extend(_L.job_targets(f"{RESULTS}/{{plate}}/masks/cells/{{image}}.tif"))
 
 
 SEG_TARGETS = [t for t in ("cells", "nuclei") if SEG[t]["method"] != "none"]

@@ -49,6 +49,27 @@ def test_regular_plate_by_well_is_one_layout_with_a_job_per_well():
     # the only layout: any plate, any well id
     assert lay.constraints() == {"plate": "[^/]+", "batch": "[A-Z]{1,2}-\\d{2}"}
     assert len(lay.targets("{plate}/{image}")) == 12
+    # what `rule all` requests: the first member of each job (one file per job)
+    assert lay.job_targets("{plate}/{image}.{ext}", ext="npz") == [
+        "P1/A-01-01.npz",
+        "P1/A-02-01.npz",
+        "P1/B-01-01.npz",
+        "P1/B-02-01.npz",
+    ]
+
+
+def test_job_targets_name_every_job_once():
+    images = plate(rows="ABC", cols=(1, 2, 3), fields=(1, 2, 3, 4))
+    for size in (0, 1, 3):
+        for by in ("well", "row"):
+            layouts = batch_layouts(images, size, by)
+            jobs = [t for lay in layouts for t in lay.job_targets("{plate}/{image}")]
+            n_jobs = sum(len(lay.pairs) for lay in layouts)
+            assert len(jobs) == len(set(jobs)) == n_jobs, (size, by)
+            # each requested file is an output of exactly one job, the first of its members
+            for lay in layouts:
+                for (p, b), t in zip(sorted(lay.pairs), lay.job_targets("{plate}/{image}")):
+                    assert t == f"{p}/{lay.members(b)[0]}"
 
 
 def test_by_row_and_size_chunks():
