@@ -83,5 +83,8 @@ def test_trained_cellpose_segments_held_out_wells_well(run, held_out):
     rows = per_image[per_image["method"] == CELLPOSE]
     tp, fp, fn = (rows[f"{k}@0.5"].sum() for k in ("tp", "fp", "fn"))
     assert cp["ap@0.5"] == pytest.approx(tp / (tp + fp + fn))
-    assert cp["ap@0.5"] >= 0.8 and cp["ap@0.75"] >= 0.5
+    # measured (60 epochs, 6 held-out fields, 308 true cells): AP@0.5 0.961, AP@0.75 0.942,
+    # pixel F1 0.968; the Otsu + watershed baseline AP@0.75 0.702
+    assert cp["ap@0.5"] >= 0.85 and cp["ap@0.75"] >= 0.8
     assert cp["pixel_f1"] >= 0.9
+    assert cp["ap@0.75"] > summary.loc[BASELINE, "ap@0.75"]  # outlines better than the baseline
