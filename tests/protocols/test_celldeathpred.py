@@ -135,6 +135,7 @@ def test_well_votes_on_the_unseen_plate(run):
               f"well majority vote {wacc:.3f} ({nw} wells)")
     for m in BASELINES + DEEP:
         assert scores[m][1] >= 15  # every kept well of the test plate is voted
+    # issue 13: a model trained on the scenario reaches >= 0.9 on held-out wells of an unseen plate
     best = max(scores, key=lambda m: scores[m][0])
+    print(f"best on the unseen plate: {best}")
     assert scores[best][0] >= 0.9, scores
-    assert scores["SupCon"][0] >= 0.9, scores
