@@ -94,7 +94,9 @@ SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd.log
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
-# One line per finished job (id, name, partition, TRES incl. gres/gpu): what the test counts.
+# One line per finished job (id, partition, state, times): the test reads it, as there is no sacct
+# without an accounting database. Its Tres= lacks gres/gpu (tracking GPUs as a TRES,
+# AccountingStorageTRES=gres/gpu, needs slurmdbd): the GPU request is in scontrol's TresPerJob.
 JobCompType=jobcomp/filetxt
 JobCompLoc=$dir/log/jobcomp.txt
 # The executor plugin polls with squeue here (no sacct without slurmdbd); finished jobs must stay

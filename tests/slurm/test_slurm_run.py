@@ -3,7 +3,10 @@
 Run by tests/slurm/run_slurm_test.sh (`make test-slurm`), which starts the cluster and exports
 SLURM_CONF and HCSFLOW_SLURM_TEST_DIR. The demo slice of tests/slurm/config.yaml runs twice: through
 sbatch (grouped jobs, GPU rules on the GPU partition with a fake GRES GPU), and locally; the
-outputs must agree.
+outputs must agree. The GPU rules that run are the segmentation batches, a short Cellpose training
+and a tiny deep classifier (train_deep, embed_deep); each must have been a GPU job on the GPU
+partition (scontrol and the cluster's job-completion records, its accounting here) and must have
+said in its log that it fell back to the CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import pytest
 import tifffile
 
 from conftest import REPO, SNAKEMAKE
+from hcsflow.evaluate import check_predictions
 
 pytestmark = pytest.mark.slurm
 
@@ -28,7 +32,10 @@ CONFIG = REPO / "tests" / "slurm" / "config.yaml"
 PROFILE = REPO / "profiles" / "slurm"
 TRAINED = "results/segmentation/models/cellpose/hcsflow_cells"
 TARGETS = ["all", TRAINED]  # + the Cellpose training: a torch rule as a GPU job
-GROUP_SIZE = 2  # chains per cluster job: 3 images -> 2 cluster jobs per group
+DEEP_MODEL = "tinyCNN"  # deep.models of the config; `all` trains, embeds and evaluates it
+DEEP_RULES = ("train_deep", "embed_deep")  # its GPU rules (GradCAM is off: one torch start less)
+N_IMAGES = 6  # 6 wells x 1 field, one batch each (batch.by: well)
+GROUP_SIZE = 3  # chains per cluster job: 6 images -> 2 cluster jobs per group
 # The test override of the profile: this cluster's partitions, no conda (channels unreachable).
 PROFILE_ENV = {
     "HCSFLOW_SLURM_PARTITION": "local_cpu",
@@ -120,10 +127,10 @@ def test_jobs_went_through_sbatch_and_reflect_the_grouping(slurm_run):
           f"{per_image_jobs} per-image jobs + {len(planned_single)} single jobs")
     assert len(jobs) == len(planned_groups) + len(planned_single)
 
-    # 3 wells of 1 field = 3 batches (batch.by: well), each one chain per group (nuclei -> cells;
-    # align -> crops, features), GROUP_SIZE chains per cluster job: ceil(3 / 2) = 2 per group.
+    # 6 wells of 1 field = 6 batches (batch.by: well), each one chain per group (nuclei -> cells;
+    # align -> crops, features), GROUP_SIZE chains per cluster job: ceil(6 / 3) = 2 per group.
     comments = [j["Comment"] for j in jobs]
-    n_images = 3
+    n_images = N_IMAGES
     for group in ("gpu_images", "images"):
         n = sum(c.startswith(f"rule_{group}_") for c in comments)
         assert n == math.ceil(n_images / GROUP_SIZE), (group, comments)
@@ -132,11 +139,14 @@ def test_jobs_went_through_sbatch_and_reflect_the_grouping(slurm_run):
     assert len(jobs) < per_image_jobs
 
 
+GPU_JOB_PREFIXES = ("rule_gpu_images_", "rule_train_cellpose", *(f"rule_{r}_" for r in DEEP_RULES))
+
+
 def test_gpu_rules_ran_as_gpu_jobs_on_the_gpu_partition(slurm_run):
-    gpu_jobs = [j for j in slurm_run["jobs"]
-                if j["Comment"].startswith(("rule_gpu_images_", "rule_train_cellpose"))]
+    gpu_jobs = [j for j in slurm_run["jobs"] if j["Comment"].startswith(GPU_JOB_PREFIXES)]
     cpu_jobs = [j for j in slurm_run["jobs"] if j not in gpu_jobs]
-    assert len(gpu_jobs) == 3 and cpu_jobs
+    # segmentation group jobs + the Cellpose training + one job per deep rule
+    assert len(gpu_jobs) == math.ceil(N_IMAGES / GROUP_SIZE) + 1 + len(DEEP_RULES) and cpu_jobs
     for job in gpu_jobs:
         assert job["Partition"] == "local_gpu", job
         assert "gpu" in job.get("TresPerJob", "") + job.get("TresPerNode", ""), job
@@ -152,8 +162,75 @@ def test_gpu_rule_fell_back_to_cpu_and_said_so(slurm_run):
     assert (slurm_run["dir"] / TRAINED).stat().st_size > 0
 
 
+def _job_records() -> dict[str, dict]:
+    """The cluster's job-completion records (jobcomp/filetxt: this cluster's accounting, as it has
+    no slurmdbd for sacct), by job id: partition, state, times, CPUs and memory."""
+    conf = Path(os.environ["SLURM_CONF"]).read_text()
+    path = Path(re.search(r"^JobCompLoc=(\S+)", conf, re.M).group(1))
+    records = {}
+    for line in path.read_text().splitlines():
+        fields = dict(re.findall(r"(\w+)=(\S*)", line))
+        records[fields["JobId"]] = fields
+    return records
+
+
+@pytest.mark.parametrize("rule", DEEP_RULES)
+def test_deep_rules_ran_on_the_gpu_partition_and_fell_back_to_cpu(slurm_run, rule):
+    jobs = [j for j in slurm_run["jobs"] if j["Comment"] == f"rule_{rule}_wildcards_{DEEP_MODEL}"]
+    assert len(jobs) == 1, [j["Comment"] for j in slurm_run["jobs"]]
+    job = jobs[0]
+    # What SLURM scheduled (scontrol) and what it recorded when the job ended (job completion).
+    assert job["Partition"] == "local_gpu" and job["JobState"] == "COMPLETED", job
+    assert "gres:gpu:1" in job.get("TresPerJob", "") + job.get("TresPerNode", ""), job
+    record = _job_records()[job["JobId"]]
+    print(f"{rule}: JobId={record['JobId']} Partition={record['Partition']} "
+          f"JobState={record['JobState']} Tres={record.get('Tres', '')}")
+    assert record["Partition"] == "local_gpu" and record["JobState"] == "COMPLETED", record
+    # SLURM gave the job the (fake) GPU 0 (it sets CUDA_VISIBLE_DEVICES only for a job holding a
+    # GPU); torch found no CUDA device behind it.
+    log = (slurm_run["dir"] / "logs" / "deep" / rule / f"{DEEP_MODEL}.log").read_text()
+    assert "no usable GPU (CUDA_VISIBLE_DEVICES=0); falling back to CPU" in log, log[-2000:]
+
+
+def test_deep_model_predictions_obey_the_contract(slurm_run):
+    root = slurm_run["dir"] / "results" / "classify"
+    units = pd.read_parquet(root / "units.parquet")
+    pred = pd.read_parquet(root / DEEP_MODEL / "predictions.parquet")
+    classes = ["astro", "SHSY5Y"]
+    assert check_predictions(pred, "predictions.parquet") == classes
+    # One row per unit, with the unit's Metadata_ columns and split; the unit's class as true_class.
+    keys = ["Metadata_Plate", "Metadata_Image", "Metadata_ObjectNumber"]
+    meta = [c for c in units.columns if c.startswith("Metadata_")]
+    assert len(pred) == len(units) > 0 and set(meta) <= set(pred.columns)
+    both = pred.merge(units[[*keys, "class", "split"]], on=keys, how="left",
+                      validate="one_to_one", suffixes=("", "_unit"))
+    assert (both["true_class"] == both["class"]).all()
+    assert (both["split"] == both["split_unit"]).all()
+    assert set(pred["split"]) == {"train", "test"}  # 1 well per class each, no validation wells
+    probs = pred[[f"Prob_{c}" for c in classes]].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(pred["confidence"], probs.max(axis=1), rtol=1e-6)
+    assert (pred["pred_class"] == np.asarray(classes)[probs.argmax(axis=1)]).all()
+    # ... and the shared evaluation scored it.
+    metrics = pd.read_csv(root / DEEP_MODEL / "metrics.tsv", sep="\t")
+    acc = metrics.query("level == 'unit' and split == 'test' and metric == 'accuracy'")["value"]
+    test = pred[pred["split"] == "test"]
+    assert float(acc.iloc[0]) == pytest.approx(float((test["pred_class"] == test["true_class"]).mean()))
+    summary = pd.read_csv(root / "summary.tsv", sep="\t")
+    assert set(summary["model"]) == {DEEP_MODEL} and set(summary["level"]) == {"unit", "well"}
+
+
 def _same(a: Path, b: Path) -> bool:
     suffix = "".join(a.suffixes[-1:]).lower()
+    if suffix == ".pt":  # torch weights: same tensors (the zip's inner names follow the temp file)
+        import torch
+
+        x, y = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+        return sorted(x) == sorted(y) and all(torch.equal(x[k], y[k]) for k in x)
+    if a.name == "history.tsv":  # deep training history: all but the wall-clock seconds
+        x, y = (pd.read_csv(p, sep="\t").drop(columns="seconds") for p in (a, b))
+        pd.testing.assert_frame_equal(x, y)
+        return True
     if suffix in (".tif", ".tiff"):
         return np.array_equal(tifffile.imread(a), tifffile.imread(b))
     if suffix == ".parquet":
