@@ -68,7 +68,8 @@ def test_job_targets_name_every_job_once():
             assert len(jobs) == len(set(jobs)) == n_jobs, (size, by)
             # each requested file is an output of exactly one job, the first of its members
             for lay in layouts:
-                for (p, b), t in zip(sorted(lay.pairs), lay.job_targets("{plate}/{image}")):
+                targets = lay.job_targets("{plate}/{image}")
+                for (p, b), t in zip(sorted(lay.pairs), targets, strict=True):
                     assert t == f"{p}/{lay.members(b)[0]}"
 
 
