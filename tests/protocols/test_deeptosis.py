@@ -16,6 +16,7 @@ in sibling folders of a scratch directory, exactly like
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -78,8 +79,8 @@ def test_vit_on_bounding_boxes_beats_chance_on_held_out_wells(runs):
     train_wells = set(split.loc[split["split"] == "train", "Metadata_Well"])
     assert not train_wells & set(test_wells["Metadata_Well"])  # grouped: no well on both sides
 
-    model = yaml.safe_load((train / "results/classify/ViT/model.json").read_text())
-    assert model["classes"] == sorted(CLASSES) or set(model["classes"]) == set(CLASSES)
+    model = json.loads((train / "results/classify/ViT/model.json").read_text())
+    assert set(model["classes"]) == set(CLASSES) and "bbox" in str(model["input"])
     metrics = pd.read_csv(train / "results/classify/ViT/metrics.tsv", sep="\t")
     cell_acc = _held_out(metrics, "unit")
     wells = pd.read_parquet(train / "results/classify/ViT/wells.parquet")
