@@ -71,7 +71,7 @@ def test_cellpose_trained_on_rgb_segments_held_out_wells(runs):
     assert len(summary) > 0
 
 
-def test_vit_on_bounding_boxes_is_evaluated_on_held_out_wells(runs):
+def test_vit_on_bounding_boxes_beats_chance_on_held_out_wells(runs):
     train, _ = runs
     split = pd.read_csv(train / "results/classify/split.tsv", sep="\t")
     test_wells = split[split["split"] == "test"]
@@ -90,16 +90,14 @@ def test_vit_on_bounding_boxes_is_evaluated_on_held_out_wells(runs):
         f"ViT held-out wells: cell accuracy {cell_acc:.3f}, well-vote accuracy {well_acc:.3f} "
         f"({len(held)} wells)"
     )
-    # every held-out cell and well is evaluated and voted (the contract); accuracy itself is NOT
-    # asserted: the tiny ViT trained from scratch on ~170 cells stays at chance on this scenario
-    # (measured 0.309 cells, 1/3 wells; training loss ~ln 3 throughout). Issue 13 stays open on
-    # it; README "Not done yet".
     n_test = int((pd.read_parquet(train / "results/classify/ViT/predictions.parquet")["split"]
                   == "test").sum())
     row = metrics[(metrics["level"] == "unit") & (metrics["split"] == "test")
                   & (metrics["metric"] == "accuracy")]
-    assert n_test > 0 and int(row["n"].iloc[0]) == n_test
-    assert len(held) == 3 and held["majority_class"].isin(CLASSES).all()
+    assert n_test > 0 and int(row["n"].iloc[0]) == n_test  # every held-out cell evaluated
+    # measured: 0.827 of 81 held-out cells, 3 / 3 wells (README, "Reproduce each paper")
+    assert cell_acc >= 0.6  # chance is 1/3
+    assert len(held) == 3 and well_acc == 1.0
 
 
 def _new_images(pred_run: Path) -> pd.DataFrame:
@@ -149,8 +147,8 @@ def test_results_csv_has_every_cell_of_every_new_image_with_its_file_name(runs):
 
 
 def test_predicted_cells_match_true_cells_and_their_classes(runs):
-    """Every segmented cell of a new image is one true cell (IoU > 0.5 with it); the ViT's class
-    accuracy on them is reported."""
+    """Every segmented cell of a new image is one true cell (IoU > 0.5 with it), and the ViT's
+    class is mostly the true one although the classes are mixed within each image."""
     _, pred_run = runs
     images = _new_images(pred_run)
     res = pd.read_csv(pred_run / PRED / "results.csv")
@@ -177,7 +175,7 @@ def test_predicted_cells_match_true_cells_and_their_classes(runs):
         f"(IoU > 0.5), class accuracy of the matched cells {acc:.3f}"
     )
     assert matched >= 0.8 * n_true and matched >= 0.8 * len(res)
-    # the class accuracy is printed, not asserted: the ViT is at chance (see the test above)
+    assert acc >= 0.6  # measured 0.833 of 54 cells; chance 1/3
 
 
 def test_a_boxed_image_per_new_image_with_boxes_in_class_colours(runs):
