@@ -197,3 +197,29 @@ def test_field_units_from_cells_leave_mixed_fields_out():
         and f["class"].tolist() == ["x"]
         and bool(f["sampled"][0])
     )
+
+
+def test_per_image_equalisation_removes_a_plates_gain_and_background():
+    """CellDeathPred equalises each field by its own histogram: two plates that differ by gain
+    and background per channel give the same input; the values are ranks in [0, 1]."""
+    import torch
+
+    from hcsflow.deep.data import Normaliser
+
+    rng = np.random.default_rng(0)
+    field = rng.gamma(2.0, 300.0, size=(2, 3, 16, 16))
+    gain = np.array([0.6, 1.5, 1.1]).reshape(1, 3, 1, 1)
+    other_plate = field * gain + np.array([400, 250, 900]).reshape(1, 3, 1, 1)
+    norm = Normaliser("equalize", per_image=True).fit(field.astype(np.float32))
+    a = norm.apply(torch.tensor(field, dtype=torch.float32))
+    b = norm.apply(torch.tensor(other_plate, dtype=torch.float32))
+    assert torch.allclose(a, b)
+    flat = a.reshape(2, 3, -1)
+    assert float(flat.min()) == 0.0 and float(flat.max()) == 1.0
+    # a pixel's value is its rank: the brightest pixel of each image and channel maps to 1
+    top = field.reshape(2, 3, -1).argmax(-1)
+    assert torch.equal(flat.argmax(-1), torch.tensor(top))
+    # saved and restored with the model
+    assert Normaliser.from_dict(norm.to_dict()).per_image
+    with pytest.raises(Exception, match="per_image works with method 'equalize' only"):
+        Normaliser("percentile", per_image=True)

@@ -92,11 +92,18 @@ class Normaliser:
     low: float = 0.1
     high: float = 99.9
     values: dict = field(default_factory=dict)
+    # equalize only: each image's own histogram per channel (CellDeathPred's per-field histogram
+    # equalisation: invariant to a plate's gain and background) instead of the training CDF
+    per_image: bool = False
 
     def __post_init__(self):
         if self.method not in NORMALISATIONS:
             raise DeepInputError(
                 f"normalisation {self.method!r} is unknown; choose one of {', '.join(NORMALISATIONS)}"
+            )
+        if self.per_image and self.method != "equalize":
+            raise DeepInputError(
+                f"normalisation.per_image works with method 'equalize' only (got {self.method!r})"
             )
 
     def fit(
@@ -106,6 +113,9 @@ class Normaliser:
         idx = np.arange(len(raw)) if index is None else np.asarray(index)
         if len(idx) == 0:
             raise DeepInputError("cannot fit the normalisation: no training images")
+        if self.per_image:
+            self.values = {"per_image": True}  # nothing to fit: each image is its own reference
+            return self
         if len(idx) > max_samples:
             idx = np.sort(np.random.default_rng(seed).choice(idx, max_samples, replace=False))
         pix = np.moveaxis(raw[idx].astype(np.float64), 1, 0).reshape(raw.shape[1], -1)
@@ -140,6 +150,8 @@ class Normaliser:
             s = torch.tensor(self.values["std"], dtype=x.dtype, device=dev).view(1, -1, 1, 1)
             x = x if inplace else x.clone()
             return x.sub_(m).mul_(1.0 / s.clamp_min(1e-6))
+        if self.per_image:
+            return equalize_per_image(x)
         # equalize: piecewise-linear CDF of the training pixels, per channel
         out = torch.empty_like(x)
         levels = torch.linspace(0, 1, 257, dtype=x.dtype, device=dev)
@@ -154,7 +166,13 @@ class Normaliser:
         return out
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "low": self.low, "high": self.high, "values": self.values}
+        return {
+            "method": self.method,
+            "low": self.low,
+            "high": self.high,
+            "per_image": self.per_image,
+            "values": self.values,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> Normaliser:
@@ -163,7 +181,23 @@ class Normaliser:
             low=d.get("low", 0.1),
             high=d.get("high", 99.9),
             values=d.get("values", {}),
+            per_image=d.get("per_image", False),
         )
+
+
+def equalize_per_image(x):
+    """Histogram equalisation of each image and channel of ``x`` (B, C, H, W) by its own pixels:
+    a pixel's value becomes its rank / (n - 1) in [0, 1]. Any monotonic change of intensity (a
+    plate's gain, background) leaves the result unchanged."""
+    import torch
+
+    b, c, h, w = x.shape
+    flat = x.reshape(b, c, h * w)
+    order = flat.argsort(dim=-1)
+    ranks = torch.empty_like(flat)
+    steps = torch.linspace(0, 1, h * w, dtype=x.dtype, device=x.device).expand(b, c, h * w)
+    ranks.scatter_(-1, order, steps)
+    return ranks.reshape(b, c, h, w)
 
 
 # ---- augmentation ----------------------------------------------------------------------------

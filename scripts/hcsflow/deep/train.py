@@ -466,7 +466,10 @@ def fit_from_units(
     )
     norm_cfg = cfg.get("normalisation", {}) or {}
     normaliser = Normaliser(
-        norm_cfg.get("method", "percentile"), norm_cfg.get("low", 0.1), norm_cfg.get("high", 99.9)
+        norm_cfg.get("method", "percentile"),
+        norm_cfg.get("low", 0.1),
+        norm_cfg.get("high", 99.9),
+        per_image=norm_cfg.get("per_image", False),
     ).fit(raw, train_idx, seed=settings.seed)
     image_size = int(cfg.get("image_size", 64))
     transform = Transform(normaliser, image_size)
