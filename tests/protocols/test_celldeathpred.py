@@ -116,12 +116,13 @@ def test_plate_mixing_is_measured_for_supcon_and_cross_entropy(run):
                            class_agreement=m[("all", "knn_class_agreement")])
     table = pd.DataFrame(rows).T
     print(f"plate mixing (all units, kNN plate entropy: 1 = mixed, 0 = separated):\n{table}")
-    # both numbers exist for both models, over all three plates (entropy in [0, 1])
-    assert table[["entropy", "within_class"]].apply(lambda c: c.between(0, 1)).all().all()
-    # NOT asserted: SupCon > CE. On this scenario SupCon mixes the plates WORSE (measured kNN
-    # plate entropy 0.193 vs 0.367): the unseen plate's gains lie outside the training plates' and
-    # the normalisation is fitted globally, not per field as in the paper. Issue 13 stays open on
-    # it; README "Not done yet".
+    # both embeddings mix the three plates (the unseen one included): measured kNN plate entropy
+    # 0.90 (SupCon) and 0.93 (CE), silhouette by plate about -0.05 for both
+    assert (table["entropy"] >= 0.8).all() and (table["within_class"] >= 0.8).all()
+    assert (table["silhouette_plate"] < 0.1).all()
+    # NOT asserted: SupCon > CE. With the paper's per-field histogram equalisation the plates'
+    # gain and background never reach the network, so CE mixes them as well as SupCon does
+    # (0.93 vs 0.90): issue 13 stays open on this claim; README "Not done yet".
 
 
 def test_umap_figures_by_class_and_by_plate(run):
@@ -143,3 +144,6 @@ def test_well_votes_on_the_unseen_plate(run):
     best = max(scores, key=lambda m: scores[m][0])
     print(f"best on the unseen plate: {best}")
     assert scores[best][0] >= 0.9, scores
+    # measured: every model 1.000 of 17 wells (SupCon and CE 0.971 of 34 fields)
+    for m in BASELINES + DEEP:
+        assert scores[m][0] >= 0.9, (m, scores[m])
