@@ -7,6 +7,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,17 @@ def without_classification(cfg: dict) -> dict:
     cfg["deep"].update(enabled=False, models={})
     cfg["predict"].update(model=None, plates=[])
     return cfg
+
+
+def run_protocol(tmp_path_factory, name: str, timeout: int = 3000) -> Path:
+    """Run ``config/test/<name>.yaml`` (a paper's protocol, tests/protocols) in a scratch folder
+    named after it; print how long it took; return the folder."""
+    root = tmp_path_factory.mktemp(name) / name
+    cfg = yaml.safe_load((REPO / "config" / "test" / f"{name}.yaml").read_text())
+    start = time.perf_counter()
+    run_snakemake(root, cfg, timeout=timeout)
+    print(f"{name} protocol run: {time.perf_counter() - start:.0f} s")
+    return root
 
 
 def run_snakemake(workdir: Path, config: dict, targets=(), extra=(), check=True,

@@ -15,13 +15,11 @@ only read here, by the test, never by the workflow.
 from __future__ import annotations
 
 import json
-import time
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import REPO, run_snakemake
+from conftest import run_protocol
 
 pytestmark = [pytest.mark.protocol, pytest.mark.workflow]
 
@@ -32,12 +30,7 @@ DEEP = ["SupCon", "CE"]
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("celldeathpred") / "celldeathpred"
-    cfg = yaml.safe_load((REPO / "config" / "test" / "celldeathpred.yaml").read_text())
-    start = time.perf_counter()
-    run_snakemake(root, cfg, timeout=3000)
-    print(f"celldeathpred protocol run: {time.perf_counter() - start:.0f} s")
-    return root
+    return run_protocol(tmp_path_factory, "celldeathpred")
 
 
 @pytest.fixture(scope="module")

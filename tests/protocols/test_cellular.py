@@ -9,15 +9,12 @@ instance scores, AP at IoU 0.5 / 0.75) next to the classical baseline, with outl
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
 import tifffile
-import yaml
 
-from conftest import REPO, run_snakemake
+from conftest import run_protocol
 
 pytestmark = [pytest.mark.protocol, pytest.mark.workflow]
 
@@ -27,12 +24,7 @@ CELLPOSE, BASELINE = "cellpose", "threshold (baseline)"
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cellular") / "cellular"
-    cfg = yaml.safe_load((REPO / "config" / "test" / "cellular.yaml").read_text())
-    start = time.perf_counter()
-    run_snakemake(root, cfg, timeout=3000)
-    print(f"cellular protocol run: {time.perf_counter() - start:.0f} s")
-    return root
+    return run_protocol(tmp_path_factory, "cellular")
 
 
 @pytest.fixture(scope="module")

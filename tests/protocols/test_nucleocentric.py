@@ -13,15 +13,12 @@ read here, by the test, never by the workflow's classification.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
 import tifffile
-import yaml
 
-from conftest import REPO, run_snakemake
+from conftest import run_protocol
 
 pytestmark = [pytest.mark.protocol, pytest.mark.workflow]
 
@@ -30,12 +27,7 @@ CLASSES = ["astro", "SHSY5Y"]
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("nucleocentric") / "nucleocentric"
-    cfg = yaml.safe_load((REPO / "config" / "test" / "nucleocentric.yaml").read_text())
-    start = time.perf_counter()
-    run_snakemake(root, cfg, timeout=3000)
-    print(f"nucleocentric protocol run: {time.perf_counter() - start:.0f} s")
-    return root
+    return run_protocol(tmp_path_factory, "nucleocentric")
 
 
 def _test_metric(run, model: str, level: str, metric: str = "accuracy") -> tuple[float, int]:
