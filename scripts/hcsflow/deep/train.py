@@ -355,8 +355,8 @@ def calibrate_batchnorm(
     """Set every batch-norm layer's running mean / variance to the statistics of (up to
     ``max_samples``) training samples, not augmented, in a seeded order; returns the number of
     layers. Used before freezing batch norm in a network without pretrained weights."""
-    import torch
     import torch.nn as nn
+    from torch.optim.swa_utils import update_bn
 
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns or not len(train_idx):
@@ -364,20 +364,10 @@ def calibrate_batchnorm(
     max_samples = max_samples or 8 * settings.eval_batch_size
     order = np.asarray(train_idx)[epoch_rng(settings.seed, 0, 7).permutation(len(train_idx))]
     order = order[:max_samples]
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the calibration batches
-    model.train()
     bs = max(2, min(settings.batch_size, 64))
-    with torch.no_grad():
-        for i in range(0, len(order), bs):
-            chunk = order[i : i + bs]
-            if len(chunk) < 2:
-                break
-            forward(model, transform(raw, chunk, device=device))
-    for m, mom in zip(bns, momenta, strict=True):
-        m.momentum = mom
+    chunks = (order[i : i + bs] for i in range(0, len(order), bs))
+    # torch's own: reset the statistics, cumulative average over the batches, mode restored
+    update_bn((transform(raw, c, device=device) for c in chunks if len(c) >= 2), model)
     return len(bns)
 
 
