@@ -117,7 +117,8 @@ def test_model_beats_chance_on_held_out_wells(run, model):
     well_acc = float((held["majority_class"] == held["true_class"]).mean())
     print(f"{model}: held-out cell accuracy {cell_acc:.3f} (balanced {bal_acc:.3f}, {n_cells} cells), "
           f"monoculture well votes {well_acc:.3f} ({len(held)} wells)")
-    # measured (222 held-out cells in 6 wells of 2 plates): RF 1.000, ResNet 0.968 (balanced 0.963);
-    # both call the 4 held-out monoculture wells right
+    # measured (221 held-out cells in 6 wells of 2 plates): RF 1.000, ResNet 0.995 (balanced 0.996);
+    # both call the 4 held-out monoculture wells right. With 6 epochs / patience 3 the ResNet
+    # stopped at epoch 4 and kept epoch 1 (chance: batch norm had not settled): CI failed on it.
     assert cell_acc >= 0.8 and bal_acc >= 0.8  # chance: 0.5
     assert len(held) >= 2 and well_acc == 1.0
