@@ -13,7 +13,8 @@ write true cell and nucleus masks plus a per-cell truth table, like :mod:`hcsflo
     dose: the lowest doses are ineffective (ATP > 0.8, few cells affected), the highest kill
     (ATP < 0.3, few cells left), the doses between are the training wells (ATP in [0.3, 0.8]).
     Plates differ in per-channel brightness, background and illumination gradient (a batch
-    effect as large as the class effect on any one channel's mean intensity).
+    effect as large as the class effect on any one channel's mean intensity), and in focus
+    (defocus blur) and background fringes, which a per-field histogram equalisation keeps.
 
 ``brightfield`` (the Deeptosis use)
     RGB brightfield fields (grey background, darker cell bodies with bright halos) of classes
@@ -257,6 +258,17 @@ class CellDeathSpec:
         tilt = {plate: rng.uniform(-0.6, 0.6, 2) for plate in plates}
         eff["tilt_y"] = eff.plate.map(lambda p: float(tilt[p][0]))
         eff["tilt_x"] = eff.plate.map(lambda p: float(tilt[p][1]))
+        # What survives a per-field histogram equalisation (CellDeathPred's normalisation, which
+        # removes gain and background): each plate's focus offset (defocus blur of the signal)
+        # and interference fringes on its background (period, angle, depth), as a plate bottom
+        # or an autofocus laser leaves them. The plate between the others' focus is the third.
+        focus = {plate: float([0.0, 0.8, 0.4][p % 3] + rng.uniform(0, 0.1)) for p, plate in enumerate(plates)}
+        fringe = {plate: (float(rng.uniform(12, 18)), float(rng.uniform(0, np.pi)), float(rng.uniform(0.025, 0.04)))
+                  for plate in plates}
+        eff["focus_sigma"] = eff.plate.map(focus)
+        eff["fringe_period"] = eff.plate.map(lambda p: fringe[p][0])
+        eff["fringe_angle"] = eff.plate.map(lambda p: fringe[p][1])
+        eff["fringe_depth"] = eff.plate.map(lambda p: fringe[p][2])
         return eff
 
 
@@ -363,6 +375,14 @@ def _cd_illumination(rng, size: int, tilt) -> np.ndarray:
     return (f / f.max()).astype(np.float32)
 
 
+def _cd_fringes(rng, size: int, period: float, angle: float, depth: float) -> np.ndarray:
+    """Multiplicative background fringes 1 + depth * sin(...) at a random phase."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    phase = rng.uniform(0, 2 * np.pi)
+    wave = np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period + phase)
+    return (1 + depth * wave).astype(np.float32)
+
+
 def generate_celldeath(out_dir, spec: CellDeathSpec, progress: bool = True) -> dict:
     """Write the celldeath plates under ``out_dir``; return a summary."""
     import tifffile
@@ -388,10 +408,15 @@ def generate_celldeath(out_dir, spec: CellDeathSpec, progress: bool = True) -> d
         img, cell, nuc = render_celldeath_field(frng, shapes, spec.image_size)
         tilt = (eff.loc[(plate, CD_CHANNELS[0]), "tilt_y"], eff.loc[(plate, CD_CHANNELS[0]), "tilt_x"])
         illum = _cd_illumination(frng, spec.image_size, tilt)
+        pe = eff.loc[(plate, CD_CHANNELS[0])]
+        if pe["focus_sigma"] > 0:
+            img = ndi.gaussian_filter(img, sigma=(0, pe["focus_sigma"], pe["focus_sigma"]))
+        fringes = _cd_fringes(frng, spec.image_size, pe["fringe_period"], pe["fringe_angle"], pe["fringe_depth"])
         image = f"{w.row}-{w.col:02d}-{fld:02d}"
         for c, ch in enumerate(CD_CHANNELS):
             gain = 5000 * eff.loc[(plate, ch), "gain"]
-            raw = _to_uint16(img[c] * illum, frng, gain=gain, background=eff.loc[(plate, ch), "background"])
+            background = eff.loc[(plate, ch), "background"] * fringes
+            raw = _to_uint16(img[c] * illum, frng, gain=gain, background=background)
             with atomic_path(out / "raw" / plate / raw_name(w.row, w.col, fld, c + 1)) as tmp:
                 tifffile.imwrite(tmp, raw)
         write_labels(out / "truth" / plate / f"{image}.cells.tif", cell)

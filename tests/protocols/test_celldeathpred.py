@@ -98,24 +98,30 @@ def test_supcon_batches_were_plate_aware_and_ce_batches_were_not(run):
     assert ce["summary"]["units_per_plate_and_class"] != [5, 5]
 
 
-def test_plate_mixing_is_measured_for_supcon_and_cross_entropy(run):
+def test_plate_mixing_of_supcon_beats_cross_entropy(run):
     rows = {}
     for model in DEEP:
-        m = _mixing(run, model)
-        m = m[m["split"] == "all"].set_index(["class", "metric"])["value"]
-        within = m.xs("knn_plate_entropy", level="metric").drop("all")
-        rows[model] = dict(entropy=m[("all", "knn_plate_entropy")], within_class=within.mean(),
-                           silhouette_plate=m[("all", "silhouette_plate")],
-                           class_agreement=m[("all", "knn_class_agreement")])
+        mix = _mixing(run, model)
+        for split in ("all", "train"):
+            m = mix[mix["split"] == split].set_index(["class", "metric"])["value"]
+            within = m.xs("knn_plate_entropy", level="metric").drop("all")
+            rows[(model, split)] = dict(entropy=m[("all", "knn_plate_entropy")],
+                                        within_class=within.mean(),
+                                        silhouette_plate=m[("all", "silhouette_plate")],
+                                        class_agreement=m[("all", "knn_class_agreement")])
     table = pd.DataFrame(rows).T
-    print(f"plate mixing (all units, kNN plate entropy: 1 = mixed, 0 = separated):\n{table}")
-    # both embeddings mix the three plates (the unseen one included): measured kNN plate entropy
-    # 0.90 (SupCon) and 0.93 (CE), silhouette by plate about -0.05 for both
-    assert (table["entropy"] >= 0.8).all() and (table["within_class"] >= 0.8).all()
-    assert (table["silhouette_plate"] < 0.1).all()
-    # NOT asserted: SupCon > CE. With the paper's per-field histogram equalisation the plates'
-    # gain and background never reach the network, so CE mixes them as well as SupCon does
-    # (0.93 vs 0.90): issue 13 stays open on this claim; README "Not done yet".
+    print(f"plate mixing (kNN plate entropy: 1 = mixed, 0 = separated):\n{table}")
+    allu = table.xs("all", level=1)
+    # The scenario's plates differ in focus and background fringes, which per-field equalisation
+    # keeps (tests/unit/test_demo_scenarios.py). Measured on all units (the unseen plate
+    # included): kNN plate entropy SupCon 0.85 vs CE 0.80, within a class 0.85 vs 0.79, silhouette
+    # by plate -0.05 vs 0.01; on the two training plates alone both mix (0.90 / 0.91).
+    assert allu.loc["SupCon", "entropy"] > allu.loc["CE", "entropy"]
+    assert allu.loc["SupCon", "within_class"] > allu.loc["CE", "within_class"]
+    assert allu.loc["SupCon", "silhouette_plate"] < allu.loc["CE", "silhouette_plate"]
+    assert (table["entropy"] >= 0.7).all() and (table["silhouette_plate"] < 0.1).all()
+    # SupCon's classes are tighter too (class agreement 0.99 vs 0.91)
+    assert allu.loc["SupCon", "class_agreement"] >= 0.95
 
 
 def test_umap_figures_by_class_and_by_plate(run):
@@ -137,6 +143,9 @@ def test_well_votes_on_the_unseen_plate(run):
     best = max(scores, key=lambda m: scores[m][0])
     print(f"best on the unseen plate: {best}")
     assert scores[best][0] >= 0.9, scores
-    # measured: every model 1.000 of 17 wells (SupCon and CE 0.971 of 34 fields)
+    # measured on the unseen plate (17 wells, 34 fields): RF 1.000 / 1.000 (wells / fields),
+    # LogReg 0.941 / 0.912, AdaBoost 0.824 / 0.765, SupCon 1.000 / 0.971, CE 0.882 / 0.765: the
+    # plate-blind network and the boosted stumps feel the unseen plate's focus and fringes
+    assert scores["SupCon"][0] >= 0.9 and scores["RF"][0] >= 0.9, scores
     for m in BASELINES + DEEP:
-        assert scores[m][0] >= 0.9, (m, scores[m])
+        assert scores[m][0] >= 0.7, (m, scores[m])  # chance: 0.33

@@ -43,7 +43,8 @@ def test_mixing_table_reports_plates_and_classes_per_split_and_class():
     t = mixing_table(emb, plates, cls, splits, k=10)
     allrows = t[(t["split"] == "all") & (t["class"] == "all")].set_index("metric")["value"]
     assert allrows["silhouette_plate"] > 0.3 and allrows["knn_class_agreement"] > 0.99
-    assert set(t["split"]) == {"all", "test"} and {"0", "1"} <= set(t["class"])
+    assert set(t["split"]) == {"all", "train", "test"} and {"0", "1"} <= set(t["class"])
+    assert (t.loc[t["split"] == "train", "n_units"] <= 40).all()
     assert (t.loc[t["split"] == "test", "n_units"] <= 40).all()
     mixed = mixing_table(*_clusters(mixed=True)[:1], _clusters(mixed=True)[2], cls, splits, k=10)
     m = mixed[(mixed["split"] == "all") & (mixed["class"] == "all")].set_index("metric")["value"]

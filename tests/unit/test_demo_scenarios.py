@@ -45,6 +45,35 @@ def test_celldeath_deterministic_planned_and_atp(tmp_path):
             assert grid.loc[w.row, w.col] == getattr(w, col)
 
 
+
+def test_celldeath_plate_effect_survives_per_field_equalisation(tmp_path):
+    """Rank-equalising a field removes a plate's gain and background, not its fringes or focus:
+    the equalised background's strongest spatial frequency is the plate's fringe period, and the
+    defocused plate's equalised fields are smoother."""
+    import torch
+
+    from hcsflow.deep.data import equalize_per_image
+
+    spec = CellDeathSpec(n_plates=2, n_fields=2, image_size=128, cells_per_field=6,
+                         compounds_per_class=1, concentrations=3, control_wells=2)
+    generate_celldeath(tmp_path, spec, progress=False)
+    eff = spec.plate_effects().drop_duplicates("plate").set_index("plate")
+    plan = [f for f in spec.planned_files()["raw"] if f.endswith("-ch1sk1fk1fl1.tiff")]
+    smooth = {}
+    for plate in spec.plate_names():
+        fields = np.stack([tifffile.imread(tmp_path / "raw" / f) for f in plan if f.startswith(plate)])
+        eq = equalize_per_image(torch.tensor(fields[:, None].astype(np.float32)))[:, 0].numpy()
+        power = (np.abs(np.fft.fft2(eq - eq.mean(axis=(1, 2), keepdims=True))) ** 2).mean(0)
+        power[0, 0] = 0
+        fy, fx = np.unravel_index(power.argmax(), power.shape)
+        fy, fx = (np.fft.fftfreq(128)[[fy, fx]])
+        period = 1 / np.hypot(fy, fx)
+        assert abs(period - eff.loc[plate, "fringe_period"]) < 0.15 * eff.loc[plate, "fringe_period"], plate
+        smooth[plate] = float(np.abs(np.diff(eq, axis=2)).mean())
+    # Plate01 is in focus (sigma ~0), Plate02 defocused (sigma ~0.8): smaller pixel-to-pixel steps
+    assert eff.loc["Plate02", "focus_sigma"] > 0.75 > 0.2 > eff.loc["Plate01", "focus_sigma"]
+    assert smooth["Plate02"] < smooth["Plate01"]
+
 def test_brightfield_names_are_not_wells(tmp_path):
     spec = BrightfieldSpec(naming="files", images_per_class=1, mixed_images=3, image_size=128)
     generate_brightfield(tmp_path, spec, progress=False)

@@ -69,12 +69,12 @@ def silhouette(emb: np.ndarray, labels) -> float:
 
 
 def mixing_table(emb: np.ndarray, plates, classes, splits, k: int = 15) -> pd.DataFrame:
-    """Plate-mixing and class-separation scores, for all units and the test split, overall and
-    within each class."""
+    """Plate-mixing and class-separation scores, for all units, the training split (the plates
+    that plate-aware batches mixed) and the test split, overall and within each class."""
     plates, classes, splits = (np.asarray(a).astype(str) for a in (plates, classes, splits))
     rows = []
-    for split in ("all", "test"):
-        sel = np.ones(len(plates), bool) if split == "all" else splits == "test"
+    for split in ("all", "train", "test"):
+        sel = np.ones(len(plates), bool) if split == "all" else splits == split
         for cls in ["all"] + sorted(np.unique(classes)):
             s = sel & ((classes == cls) if cls != "all" else True)
             if s.sum() < 3:
