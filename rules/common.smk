@@ -120,14 +120,17 @@ def plate_layout(wildcards):
 
 # Every job that reads raw images depends on its plate's content check (rule validate_images in
 # ingest.smk): a corrupt file or a wrong channel count stops the run before any of them starts.
+# They ask for plate_validated's copy (a relay), not for validation.tsv itself, since Snakemake
+# scans a producer's whole input list for every consumer, and validate_images lists every raw
+# file of the plate (768 segmentation jobs x 13,824 files on a 384-well plate: seconds of plan).
 def validated(wildcards):
     """The content check of ``{plate}``'s raw images."""
-    return f"{RESULTS}/{wildcards.plate}/validation.tsv"
+    return f"{RESULTS}/{wildcards.plate}/validation.ok"
 
 
 def validated_plates(table):
     """The content checks of the plates in ``table`` (jobs reading images of several plates)."""
-    return [f"{RESULTS}/{p}/validation.tsv" for p in sorted(table["plate"].unique())]
+    return [f"{RESULTS}/{p}/validation.ok" for p in sorted(table["plate"].unique())]
 
 
 # The masks alignment, crops and features read (hcsflow.checks: a nuclei-only run never asks for
@@ -286,14 +289,20 @@ def plate_feature_tables(wildcards):
     return per_image(f"{RESULTS}/{{plate}}/features/{{image}}.parquet", table=table)
 
 
-def label_inputs(wildcards):
-    """gt_labels: GT intensity tables of images with GT; the feature tables (metadata only) of
-    the others."""
-    gt = images_with_gt()
+def images_without_gt():
+    """Plate -> image ids without a GT file (their cells are labelled from the layout)."""
     no_gt = IMAGES[IMAGES["gt_files"].map(len) == 0]
+    return {str(p): list(g["image"]) for p, g in no_gt.groupby("plate", sort=True)}
+
+
+def label_inputs(wildcards):
+    """gt_labels: GT intensity tables of images with GT; the merged feature tables (metadata
+    only) of the plates holding the others (one file per plate, not one per image: thousands
+    of inputs cost the plan seconds)."""
+    gt = images_with_gt()
     return {
         "gt": per_image(f"{RESULTS}/{{plate}}/aligned/{{image}}.gt_features.parquet", table=gt),
-        "cells": per_image(f"{RESULTS}/{{plate}}/features/{{image}}.parquet", table=no_gt),
+        "cells": [f"{RESULTS}/{p}/features.parquet" for p in images_without_gt()],
     }
 
 

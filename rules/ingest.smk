@@ -3,6 +3,7 @@
 
 localrules:
     ingest,
+    plate_validated,
     validate_images,
 
 
@@ -58,6 +59,25 @@ rule validate_images:
         layout_sheet=config["images"]["layout_sheet"],
     script:
         "../scripts/validate_images.py"
+
+
+rule plate_validated:
+    """A copy of a plate's content check that jobs reading its images depend on (a relay: its
+    one input keeps Snakemake's per-consumer producer scan short; see validated())."""
+    input:
+        f"{RESULTS}/{{plate}}/validation.tsv",
+    output:
+        f"{RESULTS}/{{plate}}/validation.ok",
+    log:
+        f"{LOGS}/plate_validated/{{plate}}.log",
+    conda:
+        "../envs/ingest.yaml"
+    threads: 1
+    resources:
+        mem_mb=100,
+        runtime=5,
+    shell:
+        "(cp {input} {output}.tmp && mv {output}.tmp {output}) 2> {log}"
 
 
 rule ingest:

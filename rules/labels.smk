@@ -30,6 +30,7 @@ rule gt_labels:
         runtime=30,
     params:
         labels=config["labels"],
+        images_without_gt=images_without_gt(),
         gt_channels=(config.get("gt") or {}).get("channels", []),
     script:
         "../scripts/gt_labels.py"

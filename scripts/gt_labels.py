@@ -29,13 +29,20 @@ with rule_logging(snakemake) as log:
     column_of = {m: f"{cfg['compartment']}_{m}_{cfg['measurement']}" for m in markers}
     gt_tables = [pd.read_parquet(p, columns=[*METADATA_COLUMNS, *column_of.values()])
                  for p in inp.gt]
-    other_tables = [pq.read_table(p, columns=list(METADATA_COLUMNS)).to_pandas() for p in inp.cells]
+    # the plates' merged tables, rows of the images without GT (the others come from inp.gt)
+    no_gt = {plate: set(images) for plate, images in snakemake.params.images_without_gt.items()}
+    other_tables = []
+    for path in inp.cells:
+        cells = pq.read_table(path, columns=list(METADATA_COLUMNS)).to_pandas()
+        keep = [str(im) in no_gt.get(str(pl), ()) for pl, im in
+                zip(cells["Metadata_Plate"], cells["Metadata_Image"], strict=True)]
+        other_tables.append(cells[keep])
     table = merge_tables(gt_tables + other_tables)
     for col in column_of.values():
         if col not in table.columns:
             table[col] = float("nan")
     log.info("%d cells from %d GT and %d non-GT images", len(table), len(gt_tables),
-             len(other_tables))
+             sum(len(v) for v in no_gt.values()))
 
     suggested = suggest_thresholds(table, rules, column_of) if rules else {}
     thresholds = resolve_thresholds(cfg["thresholds"], suggested, markers)
