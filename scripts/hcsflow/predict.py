@@ -404,23 +404,31 @@ def draw_boxes(grey: np.ndarray, results: pd.DataFrame, colours: dict, *, thresh
 
 def legend_strip(width: int, colours: dict, threshold: float, below_threshold: str,
                  counts: dict | None = None, title: str = "") -> np.ndarray:
-    """A ``(24, width, 3)`` strip naming the class colours (and counts) under the boxed image."""
+    """A ``(24 * lines, width, 3)`` strip naming the class colours (and counts) under the boxed
+    image; entries that do not fit on a line go on the next one (small fields are narrow)."""
     from PIL import Image, ImageDraw
 
-    strip = Image.new("RGB", (width, 24), (0, 0, 0))
-    draw = ImageDraw.Draw(strip)
-    x = 4
-    if title:
-        draw.text((x, 6), title, fill=(255, 255, 255))
-        x += 7 * len(title) + 10
+    entries = [(title, None)] if title else []  # (text, box colour or None)
     items = list(colours.items())
     if below_threshold == "uncertain":
         items.append((f"conf<{threshold:g} or no prediction", UNCERTAIN_COLOUR))
     for name, col in items:
-        draw.rectangle([x, 6, x + 11, 17], outline=tuple(col), width=2)
-        text = f"{name}" + (f" ({counts[name]})" if counts and name in counts else "")
-        draw.text((x + 16, 6), text, fill=(255, 255, 255))
-        x += 16 + 7 * len(text) + 14
+        entries.append((f"{name}" + (f" ({counts[name]})" if counts and name in counts else ""), col))
+    placed, x, line = [], 4, 0  # (x, line, text, colour); ~7 px per character of the default font
+    for text, col in entries:
+        w = (16 if col is not None else 0) + 7 * len(text)
+        if x > 4 and x + w > width - 4:
+            x, line = 4, line + 1
+        placed.append((x, line, text, col))
+        x += w + (14 if col is not None else 10)
+    strip = Image.new("RGB", (width, 24 * (line + 1)), (0, 0, 0))
+    draw = ImageDraw.Draw(strip)
+    for x, ln, text, col in placed:
+        y = 24 * ln + 6
+        if col is not None:
+            draw.rectangle([x, y, x + 11, y + 11], outline=tuple(col), width=2)
+            x += 16
+        draw.text((x, y), text, fill=(255, 255, 255))
     return np.asarray(strip)
 
 

@@ -211,7 +211,7 @@ def test_cell_table_boxed_image_and_split_tables():
     assert table["Metadata_Site"].tolist() == [1, 1, 1]
     image = np.random.default_rng(0).integers(0, 1000, (2, 40, 60)).astype(np.uint16)
     rgb = P.boxed_image(image, table, CLASSES, ["DAPI", "FITC"], {"threshold": 0.5}, title="t")
-    assert rgb.shape == (40 + 24, 60, 3)
+    assert rgb.shape[1:] == (60, 3) and rgb.shape[0] > 40 + 24  # 60 px: the legend wraps
     assert np.all(rgb[5, 10:20] == (255, 0, 0), axis=1).all()  # cell 1: pyroptosis red
     with pytest.raises(P.ModelMismatch, match=r"overlay_channels \['Cy5'\]"):
         P.boxed_image(image, table, CLASSES, ["DAPI", "FITC"], {"overlay_channels": ["Cy5"]})
@@ -277,3 +277,15 @@ def test_torch_predictor_runs_a_saved_deep_model_in_batches(tmp_path):
     # the same cells in one batch give the same answer (batching changes memory, not results)
     whole = P.predict_batches(P.torch_predictor(info), x, _meta(10), batch_size=10)
     assert np.allclose(whole[[f"Prob_{c}" for c in CLASSES]].to_numpy(), probs, atol=1e-5)
+
+
+def test_legend_wraps_entries_that_do_not_fit():
+    colours = {"apoptosis": (0, 0, 255), "pyroptosis": (255, 0, 0), "other": (0, 255, 0)}
+    counts = {"apoptosis": 12, "pyroptosis": 3, "other": 40}
+    wide = P.legend_strip(1200, colours, 0.5, "uncertain", counts, title="new/B-03-01")
+    narrow = P.legend_strip(256, colours, 0.5, "uncertain", counts, title="new/B-03-01")
+    assert wide.shape == (24, 1200, 3)
+    assert narrow.shape[1:] == (256, 3) and narrow.shape[0] in (72, 96)
+    # every line is used and the last column of pixels stays free (nothing drawn past the edge)
+    lines = narrow.reshape(-1, 24, 256, 3)
+    assert all(line.any() for line in lines) and not narrow[:, -3:].any()
