@@ -1,5 +1,5 @@
 """Deep-model benchmarks (never asserted): the crop loader's throughput and seconds per training
-step on the CPU (and on a GPU when one is visible).
+step on the CPU (and on a GPU when one is visible; `--gpu-only`: the GPU part alone).
 
 Loader: N preloaded uint16 crops of 4 x 128 x 128 -> normalised (percentile), padded/resized,
 augmented (training) float batches of 256, on 2 threads. Target: >= 2,000 crops/s.
@@ -58,12 +58,15 @@ def step_seconds(arch, size, in_chans=4, batch=32, steps=5, device="cpu", loss="
     return (time.perf_counter() - t) / steps
 
 
-def main():
+def main(gpu_only: bool = False):
     torch.set_num_threads(THREADS)
     print(f"torch {torch.__version__}, {THREADS} threads; machine load matters: see uptime")
-    print(f"loader 4x128x128 -> 128 px, augmented:     {loader():8.0f} crops/s")
-    print(f"loader 4x128x128 -> 128 px, evaluation:    {loader(augment=False):8.0f} crops/s")
-    print(f"loader 4x60x60   -> 48 px,  augmented:     {loader(size=60, out_size=48):8.0f} crops/s")
+    if not gpu_only:
+        print(f"loader 4x128x128 -> 128 px, augmented:     {loader():8.0f} crops/s")
+        print(f"loader 4x128x128 -> 128 px, evaluation:    {loader(augment=False):8.0f} crops/s")
+        print(
+            f"loader 4x60x60   -> 48 px,  augmented:     {loader(size=60, out_size=48):8.0f} crops/s"
+        )
     cases = [
         ("resnet10t", 48, "ce"),
         ("resnet10t", 48, "supcon_ce"),
@@ -72,7 +75,7 @@ def main():
         ("efficientnet_b0", 128, "ce"),
         ("resnet50", 128, "ce"),
     ]
-    for arch, size, loss in cases:
+    for arch, size, loss in [] if gpu_only else cases:
         steps = 1 if size >= 128 else 5
         print(
             f"train step CPU {arch:>22} {size:>3} px {loss:>9}, batch 32: "
@@ -89,4 +92,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(gpu_only="--gpu-only" in sys.argv[1:])  # --gpu-only: the GPU step times alone
