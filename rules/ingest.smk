@@ -76,8 +76,8 @@ rule plate_validated:
     resources:
         mem_mb=100,
         runtime=5,
-    shell:
-        "(cp {input} {output}.tmp && mv {output}.tmp {output}) 2> {log}"
+    script:
+        "../scripts/plate_validated.py"
 
 
 rule ingest:
