@@ -30,13 +30,12 @@ with rule_logging(snakemake) as log:
     gt_tables = [pd.read_parquet(p, columns=[*METADATA_COLUMNS, *column_of.values()])
                  for p in inp.gt]
     # the plates' merged tables, rows of the images without GT (the others come from inp.gt)
-    no_gt = {plate: set(images) for plate, images in snakemake.params.images_without_gt.items()}
+    no_gt = snakemake.params.images_without_gt
     other_tables = []
-    for path in inp.cells:
+    for path in inp.cells:  # one table per plate
         cells = pq.read_table(path, columns=list(METADATA_COLUMNS)).to_pandas()
-        keep = [str(im) in no_gt.get(str(pl), ()) for pl, im in
-                zip(cells["Metadata_Plate"], cells["Metadata_Image"], strict=True)]
-        other_tables.append(cells[keep])
+        plate = str(cells["Metadata_Plate"].iloc[0]) if len(cells) else None
+        other_tables.append(cells[cells["Metadata_Image"].astype(str).isin(no_gt.get(plate, []))])
     table = merge_tables(gt_tables + other_tables)
     for col in column_of.values():
         if col not in table.columns:
