@@ -17,6 +17,7 @@ from hcsflow.voting import classes_of, vote_wells
 
 METRICS = ["accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro",
            "roc_auc_macro"]
+METRICS_COLUMNS = ["level", "split", "metric", "value", "n", "ci_low", "ci_high"]
 REQUIRED = ["Metadata_Plate", "Metadata_Well", "split", "true_class", "pred_class"]
 
 
@@ -62,9 +63,25 @@ def _auc(y_true, scores, classes) -> dict[str, float]:
     return out
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``successes / n`` (95 % by default).
+
+    Unlike the normal approximation it stays inside [0, 1] and is not zero-wide at 0 or n
+    successes, which matters for the 10-30 wells a held-out split usually has (17 wells all right:
+    0.82-1.00). ``(nan, nan)`` for ``n == 0``.
+    """
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 def metric_values(y_true, y_pred, scores, classes) -> dict[str, float]:
     """The metrics of one set of predictions (macro averages over the classes occurring in
-    ``y_true`` or ``y_pred``; a no-call counts as wrong)."""
+    ``y_true`` or ``y_pred``; a no-call counts as wrong, never as a class of its own)."""
     from sklearn.metrics import (
         accuracy_score,
         balanced_accuracy_score,
@@ -77,7 +94,12 @@ def metric_values(y_true, y_pred, scores, classes) -> dict[str, float]:
 
     with warnings.catch_warnings():  # one class only (a well split of monocultures): still defined
         warnings.simplefilter("ignore", UserWarning)
-        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0)
+        # labels=: a no-call ("(no call)") is a wrong answer for its true class, not an extra
+        # class scoring 0 that would drag every macro average down
+        present = set(y_true) | set(y_pred)
+        labels = [c for c in classes if c in present]
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels,
+                                                     average="macro", zero_division=0)
         bacc = float(balanced_accuracy_score(y_true, y_pred))
     out = {"accuracy": float(accuracy_score(y_true, y_pred)),
            "balanced_accuracy": bacc,
@@ -103,7 +125,9 @@ def _levels(pred: pd.DataFrame, wells: pd.DataFrame, classes):
 def evaluate(pred: pd.DataFrame, wells: pd.DataFrame | None = None, min_units: int = 1):
     """``(metrics, class_report, wells)`` of a predictions table.
 
-    ``metrics``: ``level, split, metric, value, n`` (n = units or wells with a known class);
+    ``metrics``: ``level, split, metric, value, n, ci_low, ci_high`` (n = units or wells with a
+    known class; ``ci_low`` / ``ci_high``: the 95 % Wilson interval of the accuracy, NaN for the
+    other metrics);
     ``class_report``: ``level, split, class, precision, recall, f1, support``.
     """
     from sklearn.metrics import precision_recall_fscore_support
@@ -113,15 +137,19 @@ def evaluate(pred: pd.DataFrame, wells: pd.DataFrame | None = None, min_units: i
     m_rows, r_rows = [], []
     for level, split, yt, yp, sc in _levels(pred, wells, classes):
         vals = metric_values(yt, yp, sc, classes)
+        n_right = int(round(vals["accuracy"] * len(yt)))
+        ci = wilson_interval(n_right, len(yt))
         for k, v in vals.items():
-            m_rows.append({"level": level, "split": split, "metric": k, "value": v, "n": len(yt)})
+            lo, hi = ci if k == "accuracy" else (np.nan, np.nan)
+            m_rows.append({"level": level, "split": split, "metric": k, "value": v, "n": len(yt),
+                           "ci_low": lo, "ci_high": hi})
         yt_s = np.asarray(yt, dtype=object).astype(str)
         yp_s = np.asarray(pd.Series(yp, dtype=object).fillna("(no call)")).astype(str)
         p, r, f, s = precision_recall_fscore_support(yt_s, yp_s, labels=classes, zero_division=0)
         for j, c in enumerate(classes):
             r_rows.append({"level": level, "split": split, "class": c, "precision": p[j],
                            "recall": r[j], "f1": f[j], "support": int(s[j])})
-    metrics = pd.DataFrame(m_rows, columns=["level", "split", "metric", "value", "n"])
+    metrics = pd.DataFrame(m_rows, columns=METRICS_COLUMNS)
     report = pd.DataFrame(r_rows, columns=["level", "split", "class", "precision", "recall", "f1", "support"])
     return metrics, report, wells
 
@@ -264,17 +292,50 @@ def from_csv(table, *, plate="plate", well="well", field="field", true="true_cla
     return out
 
 
-def summary_table(metrics_by_model: dict[str, pd.DataFrame], split: str = "test") -> pd.DataFrame:
-    """One row per model and level with the ``split`` metrics as columns."""
+def summary_table(metrics_by_run: dict[str, pd.DataFrame], split: str = "test") -> pd.DataFrame:
+    """One row per model and level with the ``split`` metrics over the model's repeated runs.
+
+    ``metrics_by_run``: run name (``RF``, ``RF/seed1``, ...; :mod:`hcsflow.repeats`) -> its
+    metrics table. Per metric: ``<metric>`` (mean over the runs), ``<metric>_sd`` (sample sd; NaN
+    with one run), ``<metric>_min``, ``<metric>_max``; ``runs``: how many; ``accuracy_ci_low`` /
+    ``accuracy_ci_high``: the 95 % Wilson interval of the first run's accuracy (how wide one
+    run's figure is on this many units or wells).
+    """
+    from hcsflow.repeats import parse_run
+
     rows = []
-    for model, m in metrics_by_model.items():
+    for run, m in metrics_by_run.items():
+        model, repeat = parse_run(run)
         m = m[m["split"] == split]
         for level, g in m.groupby("level", sort=False):
-            row = {"model": model, "level": level, "split": split, "n": int(g["n"].iloc[0])}
+            row = {"model": model, "repeat": repeat, "level": level, "split": split,
+                   "n": int(g["n"].iloc[0])}
             row.update(dict(zip(g["metric"], g["value"], strict=True)))
+            acc = g[g["metric"] == "accuracy"]
+            if "ci_low" in g.columns and len(acc):
+                row["accuracy_ci_low"] = float(acc["ci_low"].iloc[0])
+                row["accuracy_ci_high"] = float(acc["ci_high"].iloc[0])
             rows.append(row)
+    keys = ["model", "level", "split", "n", "runs"]
     df = pd.DataFrame(rows)
     if df.empty:
-        return pd.DataFrame(columns=["model", "level", "split", "n", *METRICS])
-    first = ["model", "level", "split", "n"] + [c for c in METRICS if c in df.columns]
-    return df[first + [c for c in df.columns if c not in first]]
+        return pd.DataFrame(columns=keys + METRICS)
+    metrics = [c for c in METRICS if c in df.columns]
+    metrics += [c for c in df.columns
+                if c not in metrics and c not in keys + ["repeat", "accuracy_ci_low", "accuracy_ci_high"]]
+    out = []
+    for (model, level), g in df.groupby(["model", "level"], sort=False):
+        g = g.sort_values("repeat")
+        row = {"model": model, "level": level, "split": split, "n": int(g["n"].iloc[0]),
+               "runs": len(g)}
+        for c in metrics:
+            v = g[c].astype(float)
+            row[c] = v.mean()
+            row[f"{c}_sd"] = v.std(ddof=1) if len(v) > 1 else np.nan
+            row[f"{c}_min"] = v.min()
+            row[f"{c}_max"] = v.max()
+        for c in ("accuracy_ci_low", "accuracy_ci_high"):
+            if c in g.columns:
+                row[c] = float(g[c].iloc[0])
+        out.append(row)
+    return pd.DataFrame(out)

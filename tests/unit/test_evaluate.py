@@ -15,6 +15,7 @@ from hcsflow.evaluate import (
     metric_values,
     roc_figure,
     summary_table,
+    wilson_interval,
 )
 from hcsflow.trainset import ClassifyError
 
@@ -122,6 +123,62 @@ def test_summary_has_one_row_per_model_and_level():
     s = summary_table({"RF": m1, "CNN": m1})
     assert list(zip(s["model"], s["level"], strict=True)) == [("RF", "unit"), ("RF", "well"), ("CNN", "unit"), ("CNN", "well")]
     assert s.loc[0, "accuracy"] == pytest.approx(4 / 6) and s.loc[0, "n"] == 6
+    assert (s["runs"] == 1).all() and s["accuracy_sd"].isna().all()  # one run: no spread
+
+
+def test_summary_gives_mean_sd_min_max_over_repeated_runs():
+    """Three runs of RF (RF, RF/seed1, RF/seed2) with test accuracy 4/6, 5/6 and 3/6."""
+    base = hand_table()
+    runs = {}
+    for name, wrong in (("RF", [3, 5]), ("RF/seed1", [3]), ("RF/seed2", [3, 4, 5])):
+        t = base.copy()
+        t["pred_class"] = t["true_class"]
+        t.loc[wrong, "pred_class"] = t.loc[wrong, "true_class"].map({"a": "b", "b": "a"})
+        runs[name] = evaluate(t)[0]
+    s = summary_table(runs).set_index(["model", "level"])
+    row = s.loc[("RF", "unit")]
+    assert row["runs"] == 3
+    assert row["accuracy"] == pytest.approx(4 / 6)
+    assert row["accuracy_sd"] == pytest.approx(np.std([4 / 6, 5 / 6, 3 / 6], ddof=1))
+    assert row["accuracy_min"] == pytest.approx(3 / 6) and row["accuracy_max"] == pytest.approx(5 / 6)
+    # the first run's 95 % interval on 6 units: wide
+    assert row["accuracy_ci_low"] < 0.35 and row["accuracy_ci_high"] > 0.9
+
+
+def test_wilson_interval_known_values():
+    # 17 of 17 wells right: 95 % Wilson interval 0.816-1.0 (closed form: n / (n + z^2))
+    lo, hi = wilson_interval(17, 17)
+    assert lo == pytest.approx(17 / (17 + 1.959964**2)) and hi == 1.0
+    # 5 of 10: symmetric around 0.5, 0.237-0.763
+    lo, hi = wilson_interval(5, 10)
+    assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
+    assert all(np.isnan(wilson_interval(0, 0)))
+
+
+def test_well_metrics_with_a_no_call_do_not_count_it_as_a_class():
+    """Four wells: a->a, b->b, an a-well of 1 unit with min_units 2 (no call), b->b.
+
+    The no-call is a wrong answer for class a: recall a = 1/2, recall b = 1 -> recall_macro 0.75
+    = balanced accuracy; precision a = 1/1, b = 2/2; f1 a = 2/3, f1 b = 1 -> f1_macro 5/6.
+    (Counting "(no call)" as a third class gave recall_macro 0.50 and f1_macro 0.56.)"""
+    rows = []
+    for well, true, n in (("B02", "a", 2), ("B03", "b", 2), ("B04", "a", 1), ("B05", "b", 2)):
+        for _ in range(n):
+            p_a = 0.9 if true == "a" else 0.1
+            rows.append({"Metadata_Plate": "P1", "Metadata_Well": well, "split": "test",
+                         "true_class": true, "pred_class": true, "Prob_a": p_a, "Prob_b": 1 - p_a})
+    metrics, report, wells = evaluate(pd.DataFrame(rows), min_units=2)
+    assert wells.set_index("Metadata_Well")["majority_class"].isna().tolist() == [False, False, True, False]
+    get = metrics[metrics["level"] == "well"].set_index("metric")
+    assert get.loc["accuracy", "value"] == pytest.approx(0.75)
+    assert get.loc["balanced_accuracy", "value"] == pytest.approx(0.75)
+    assert get.loc["recall_macro", "value"] == pytest.approx(0.75)
+    assert get.loc["precision_macro", "value"] == pytest.approx(1.0)
+    assert get.loc["f1_macro", "value"] == pytest.approx(5 / 6)
+    assert get.loc["accuracy", "n"] == 4
+    lo, hi = wilson_interval(3, 4)
+    assert (get.loc["accuracy", "ci_low"], get.loc["accuracy", "ci_high"]) == pytest.approx((lo, hi))
+    assert np.isnan(get.loc["f1_macro", "ci_low"])  # intervals are given for accuracy only
 
 
 def test_a_table_without_truth_is_voted_but_has_no_metrics():
