@@ -46,16 +46,22 @@ rule train_classifier:
     input:
         units=f"{CLASSIFY_DIR}/units.parquet",
         features=f"{RESULTS}/features.parquet",
+        images=f"{RESULTS}/images.tsv",
     output:
         model_json=f"{CLASSIFY_DIR}/{{model}}/model.json",
         model=f"{CLASSIFY_DIR}/{{model}}/model.joblib",
         predictions=f"{CLASSIFY_DIR}/{{model}}/predictions.parquet",
         importances=f"{CLASSIFY_DIR}/{{model}}/importances.tsv",
-        importances_png=report(f"{CLASSIFY_DIR}/{{model}}/importances.png", caption="../report/classify_importances.rst", category="Classification", subcategory="{model}"),
+        importances_png=report(
+            f"{CLASSIFY_DIR}/{{model}}/importances.png",
+            caption="../report/classify_importances.rst",
+            category="Classification",
+            subcategory="{model}",
+        ),
     log:
         f"{LOGS}/classify/train_classifier/{{model}}.log",
     wildcard_constraints:
-        model=classify_model_regex(CLASSICAL_MODELS),
+        model=classify_model_regex(CLASSICAL_RUNS),
     conda:
         "../envs/classify.yaml"
     threads: CLASSIFY.get("threads", 2)
@@ -64,7 +70,9 @@ rule train_classifier:
         runtime=lambda wc, attempt: 120 * attempt,
     params:
         classify=CLASSIFY,
-        spec=lambda wc: CLASSIFY["models"][wc.model],
+        spec=classical_spec,
+        seed=classical_seed,
+        pixel_size_um=config["images"].get("pixel_size_um"),
     script:
         "../scripts/train_classifier.py"
 
@@ -75,12 +83,32 @@ rule evaluate_model:
     input:
         predictions=f"{CLASSIFY_DIR}/{{model}}/predictions.parquet",
     output:
-        metrics=report(f"{CLASSIFY_DIR}/{{model}}/metrics.tsv", caption="../report/classify_metrics.rst", category="Classification", subcategory="{model}"),
+        metrics=report(
+            f"{CLASSIFY_DIR}/{{model}}/metrics.tsv",
+            caption="../report/classify_metrics.rst",
+            category="Classification",
+            subcategory="{model}",
+        ),
         class_report=f"{CLASSIFY_DIR}/{{model}}/class_report.tsv",
-        confusion=report(f"{CLASSIFY_DIR}/{{model}}/confusion.png", caption="../report/classify_confusion.rst", category="Classification", subcategory="{model}"),
-        roc=report(f"{CLASSIFY_DIR}/{{model}}/roc.png", caption="../report/classify_roc.rst", category="Classification", subcategory="{model}"),
+        confusion=report(
+            f"{CLASSIFY_DIR}/{{model}}/confusion.png",
+            caption="../report/classify_confusion.rst",
+            category="Classification",
+            subcategory="{model}",
+        ),
+        roc=report(
+            f"{CLASSIFY_DIR}/{{model}}/roc.png",
+            caption="../report/classify_roc.rst",
+            category="Classification",
+            subcategory="{model}",
+        ),
         wells=f"{CLASSIFY_DIR}/{{model}}/wells.parquet",
-        heatmaps=report([f"{CLASSIFY_DIR}/{{model}}/heatmap_{p}.png" for p in CLASSIFY_PLATES], caption="../report/classify_heatmap.rst", category="Classification", subcategory="{model}"),
+        heatmaps=report(
+            [f"{CLASSIFY_DIR}/{{model}}/heatmap_{p}.png" for p in CLASSIFY_PLATES],
+            caption="../report/classify_heatmap.rst",
+            category="Classification",
+            subcategory="{model}",
+        ),
     log:
         f"{LOGS}/classify/evaluate_model/{{model}}.log",
     conda:
@@ -101,7 +129,12 @@ rule summarize_models:
     input:
         unpack(classify_summary_inputs),
     output:
-        report(f"{CLASSIFY_DIR}/summary.tsv", caption="../report/classify_summary.rst", category="Classification", subcategory="all models"),
+        report(
+            f"{CLASSIFY_DIR}/summary.tsv",
+            caption="../report/classify_summary.rst",
+            category="Classification",
+            subcategory="all models",
+        ),
     log:
         f"{LOGS}/classify/summarize_models.log",
     conda:
@@ -110,6 +143,8 @@ rule summarize_models:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        runs=lambda wc: classify_summary_runs(),
     script:
         "../scripts/summarize_models.py"
 

@@ -10,6 +10,8 @@ from snakemake.exceptions import WorkflowError
 
 from hcsflow import batches as hcs_batches
 from hcsflow import checks as hcs_checks
+from hcsflow import repeats as hcs_repeats
+from hcsflow import validate as hcs_validate
 from hcsflow import demo_scenarios
 from hcsflow.ingest import IngestError, SourceSpec, build_table
 
@@ -359,11 +361,28 @@ CLASSIFY_ENABLED = bool(CLASSIFY.get("enabled", False))
 CLASSIFY_DIR = f"{RESULTS}/classify"
 # Classical models (classify.models), trained by rule train_classifier.
 CLASSICAL_MODELS = list(CLASSIFY.get("models", {})) if CLASSIFY_ENABLED else []
+# classify.repeats: each model trained N times (hcsflow.repeats): run names RF, RF/seed1, ...
+CLASSIFY_REPEATS = int(CLASSIFY.get("repeats", 1) or 1)
+CLASSIFY_SEED = CLASSIFY.get("seed")
+CLASSICAL_RUNS = [r for m in CLASSICAL_MODELS for r in hcs_repeats.run_names(m, CLASSIFY_REPEATS)]
+
+
+def classical_seed(wildcards):
+    """The training seed of a classical run: classify.seed (else split.seed) + its repeat."""
+    base = CLASSIFY_SEED if CLASSIFY_SEED is not None else CLASSIFY.get("split", {}).get("seed", 0)
+    return hcs_repeats.run_seed(wildcards.model, base)
+
+
+def classical_spec(wildcards):
+    """The classify.models entry of a classical run."""
+    return CLASSIFY["models"][hcs_repeats.parse_run(wildcards.model)[0]]
+
+
 # EVERY model that writes results/classify/{model}/predictions.parquet. Rule evaluate_model
 # (metrics, votes, figures) takes any of them, and summarize_models covers all of them. The deep
 # stage appends its names (CLASSIFY_MODELS += list(deep models)) and constrains the {model}
 # wildcard of its own training rule to them, as train_classifier does for CLASSICAL_MODELS.
-CLASSIFY_MODELS = list(CLASSICAL_MODELS)
+CLASSIFY_MODELS = list(CLASSICAL_RUNS)
 # Plates whose units are in results/classify/units.parquet (one plate map per plate and model).
 CLASSIFY_PLATES = [p for p in PLATES if p not in set(map(str, CLASSIFY.get("exclude_plates", [])))]
 
@@ -395,6 +414,11 @@ def classify_summary_inputs(wildcards):
     }
 
 
+def classify_summary_runs():
+    """The run names of classify_summary_inputs' metrics, in the same order."""
+    return list(CLASSIFY_MODELS)
+
+
 # ---- deep (issue 11: rules/deep.smk) ------------------------------------------------------------
 from hcsflow.deep.config import check_models as _deep_check
 from hcsflow.deep.data import DeepInputError as _DeepInputError
@@ -421,7 +445,8 @@ if DEEP.get("enabled", False) and not CLASSIFY_ENABLED:
         "split of results/classify/units.parquet; set classify.enabled: true"
     )
 
-CLASSIFY_MODELS += list(DEEP_MODELS)
+DEEP_RUNS = [r for m in DEEP_MODELS for r in hcs_repeats.run_names(m, CLASSIFY_REPEATS)]
+CLASSIFY_MODELS += DEEP_RUNS
 DEEP_UMAP = {"n_neighbors": 15, "min_dist": 0.1, "seed": 0, "k": 15, **(DEEP.get("umap") or {})}
 DEEP_GRADCAM = {
     "enabled": True,
@@ -434,7 +459,7 @@ DEEP_GRADCAM = {
 
 def deep_inputs(wildcards):
     """Units, the image table, and the crop files of the model's crop type (every image)."""
-    cfg = DEEP_MODELS[wildcards.model]
+    cfg = DEEP_MODELS[hcs_repeats.parse_run(wildcards.model)[0]]
     inp = {"units": f"{CLASSIFY_DIR}/units.parquet", "images": f"{RESULTS}/images.tsv"}
     if cfg.get("input", "nucleocentric") != "field":
         ct = cfg.get("input", "nucleocentric")
@@ -449,8 +474,12 @@ def deep_inputs(wildcards):
 
 
 def deep_model_settings(wildcards):
-    """The deep.models entry of ``{model}``."""
-    return DEEP_MODELS[wildcards.model]
+    """The deep.models entry of the run ``{model}``, with the run's training seed (classify.seed,
+    else the model's own, plus the repeat number)."""
+    cfg = dict(DEEP_MODELS[hcs_repeats.parse_run(wildcards.model)[0]])
+    base = CLASSIFY_SEED if CLASSIFY_SEED is not None else cfg.get("seed", 0)
+    cfg["seed"] = hcs_repeats.run_seed(wildcards.model, base)
+    return cfg
 
 
 # ---- predict (issue 12: rules/predict.smk) ----------------------------------------------------
@@ -459,6 +488,7 @@ from types import SimpleNamespace
 
 from hcsflow.predict import (
     check_compatible as _pred_check,
+    check_run_inputs as _pred_check_inputs,
     check_predict_plates as _pred_plates,
     planned_crop_type as _pred_crop_type,
     resolve_models as _pred_resolve,
@@ -486,6 +516,16 @@ try:
                 config["images"]["channels"],
                 crop_types=config["crops"]["types"],
                 where=f"the images of this run (images.channels)",
+            )
+            # pixel type, crop geometry, pixel size (model.json "inputs"); plates whose files
+            # do not exist yet (a demo) are checked again by the prediction job
+            _pred_check_inputs(
+                _m["info"],
+                hcs_validate.plate_pixel_types(IMAGES, _PRED_PLATES).values(),
+                crops_cfg=config["crops"],
+                pixel_size_um=config["images"].get("pixel_size_um"),
+                accept=_PRED_CFG.get("accept_mismatch") or [],
+                where=f"the plates {_PRED_PLATES} of this run",
             )
 except ValueError as exc:
     raise WorkflowError(f"predict: {exc}") from None
@@ -547,4 +587,6 @@ _PRED_PARAMS = dict(
     class_map=(config.get("classify") or {}).get("classes"),
     images=lambda wc: list(_pred_plate_images(wc)["image"]),
     raw_first=lambda wc: [r[0] for r in _pred_plate_images(wc)["raw_files"]],
+    crops=config["crops"],
+    pixel_size_um=config["images"].get("pixel_size_um"),
 )

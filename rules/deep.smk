@@ -7,7 +7,7 @@
 # Planning (DEEP_MODELS, deep_inputs, ...) lives in rules/common.smk, section deep.
 _DEEP = f"{CLASSIFY_DIR}/{{model}}"
 
-for _m in DEEP_MODELS:
+for _m in DEEP_RUNS:
     ALL_TARGETS.extend(
         f"{CLASSIFY_DIR}/{_m}/{f}"
         for f in (
@@ -20,7 +20,7 @@ for _m in DEEP_MODELS:
         )
     )
     ALL_TARGETS.extend(classify_evaluation(_m))
-    if DEEP_GRADCAM["enabled"]:
+    if DEEP_GRADCAM["enabled"] and _m in DEEP_MODELS:  # GradCAM of repeat 0 only
         ALL_TARGETS.append(f"{CLASSIFY_DIR}/{_m}/gradcam.png")
 
 
@@ -43,7 +43,7 @@ rule train_deep:
     log:
         f"{LOGS}/deep/train_deep/{{model}}.log",
     wildcard_constraints:
-        model=classify_model_regex(list(DEEP_MODELS)),
+        model=classify_model_regex(DEEP_RUNS),
     conda:
         "../envs/deep.yaml"
     threads: DEEP.get("threads", 2)
@@ -55,6 +55,8 @@ rule train_deep:
         channels=config["images"]["channels"],
         classes=list((config.get("classify") or {}).get("classes") or {}),
         checkpoints=lambda wc: f"{RESULTS}/.checkpoints/{wc.model}",
+        crops=config["crops"],
+        pixel_size_um=config["images"].get("pixel_size_um"),
     script:
         "../scripts/train_deep.py"
 
@@ -77,7 +79,7 @@ rule embed_deep:
     log:
         f"{LOGS}/deep/embed_deep/{{model}}.log",
     wildcard_constraints:
-        model=classify_model_regex(list(DEEP_MODELS)),
+        model=classify_model_regex(DEEP_RUNS),
     conda:
         "../envs/deep.yaml"
     threads: DEEP.get("threads", 2)
@@ -109,7 +111,7 @@ rule gradcam_deep:
     log:
         f"{LOGS}/deep/gradcam_deep/{{model}}.log",
     wildcard_constraints:
-        model=classify_model_regex(list(DEEP_MODELS)),
+        model=classify_model_regex(DEEP_RUNS),
     conda:
         "../envs/deep.yaml"
     threads: 1

@@ -260,6 +260,23 @@ def train_model(train: pd.DataFrame, features, classes, *, estimator: str, param
             "estimator_name": estimator, "params": used}
 
 
+def training_units(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows a model is fitted on: the training split's sampled units, nothing else."""
+    return table[(table["split"] == "train") & table["sampled"].astype(bool)]
+
+
+def train_on_units(table: pd.DataFrame, features, classes, spec: dict, *, preprocessing=None,
+                   seed: int = 0, threads: int = 1) -> tuple[dict, pd.DataFrame]:
+    """What rule train_classifier does: fit preprocessing and the estimator of ``spec``
+    (``estimator``, ``params``) on :func:`training_units` of ``table`` (units with features,
+    ``split``, ``sampled`` and ``class``), then predict every unit. Returns ``(bundle,
+    predictions)``; valid and test units never reach the fit."""
+    bundle = train_model(training_units(table), features, classes, estimator=spec["estimator"],
+                         params=spec.get("params"), preprocessing=preprocessing, seed=seed,
+                         threads=threads)
+    return bundle, predict_features(bundle, table)
+
+
 def predict_proba(bundle: dict, table: pd.DataFrame) -> np.ndarray:
     """Class probabilities ``(n, len(classes))`` in the model's class order."""
     x = apply_preprocessing(bundle["preprocessing"], table)

@@ -21,6 +21,8 @@ from hcsflow.classical import (
     predict_features,
     save_model,
     train_model,
+    train_on_units,
+    training_units,
 )
 from hcsflow.evaluate import check_predictions, evaluate
 from hcsflow.trainset import ClassifyError
@@ -75,12 +77,6 @@ def test_preprocessing_is_fitted_on_training_units_only_as_pycytominer_does():
     ref = normalize(df, features=FEATS[:3], meta_features=["Metadata_Well", "split"],
                     samples="split == 'train'", method="standardize")
     np.testing.assert_allclose(ours, ref[FEATS[:3]].to_numpy(), rtol=1e-10)
-    # test units do not move the fitted values
-    moved = df.copy()
-    moved.loc[moved["split"] == "test", FEATS[0]] += 1000
-    prep2 = fit_preprocessing(moved[moved["split"] == "train"], FEATS,
-                              {"feature_select": ["variance_threshold"], "normalize": "standardize"})
-    np.testing.assert_array_equal(prep2["scaler"].mean_, prep["scaler"].mean_)
     mad = fit_preprocessing(train, FEATS[:3], {"feature_select": [], "normalize": "mad_robustize"})
     ref = normalize(df, features=FEATS[:3], meta_features=["Metadata_Well", "split"],
                     samples="split == 'train'", method="mad_robustize")
@@ -185,3 +181,29 @@ def test_field_model_aggregates_cells_per_image(tmp_path):
     assert len(pred) == df["Metadata_Image"].nunique() and "Metadata_ObjectNumber" not in pred.columns
     with pytest.raises(ClassifyError, match="does not exist"):
         load_model(tmp_path / "nowhere")
+
+
+def test_the_rules_training_path_never_sees_valid_test_or_unsampled_units():
+    """train_on_units (what rule train_classifier runs) on a table whose valid, test and
+    unsampled training units are then moved far away (features + 1000, classes swapped): the
+    fitted preprocessing, the forest and the predictions of the sampled training units are the
+    same; only the moved units' predictions change."""
+    df = synthetic()
+    df["sampled"] = True
+    df.loc[df[df["split"] == "train"].index[::5], "sampled"] = False  # balanced sampling left these out
+    spec = {"estimator": "RandomForestClassifier", "params": {"n_estimators": 20}}
+    prep_cfg = {"feature_select": ["variance_threshold"], "normalize": "standardize"}
+    bundle, pred = train_on_units(df, FEATS, ["a", "b"], spec, preprocessing=prep_cfg, seed=3)
+    fitted = (df["split"] == "train") & df["sampled"]
+    moved = df.copy()
+    moved.loc[~fitted, FEATS] += 1000
+    moved.loc[~fitted, "class"] = moved.loc[~fitted, "class"].map({"a": "b", "b": "a"})
+    bundle2, pred2 = train_on_units(moved, FEATS, ["a", "b"], spec, preprocessing=prep_cfg, seed=3)
+    np.testing.assert_array_equal(bundle2["preprocessing"]["scaler"].mean_,
+                                  bundle["preprocessing"]["scaler"].mean_)
+    np.testing.assert_array_equal(bundle2["preprocessing"]["scaler"].scale_,
+                                  bundle["preprocessing"]["scaler"].scale_)
+    pd.testing.assert_frame_equal(pred2[fitted.to_numpy()].drop(columns="true_class"),
+                                  pred[fitted.to_numpy()].drop(columns="true_class"))
+    assert len(training_units(df)) == int(fitted.sum()) < (df["split"] == "train").sum()
+    assert not pred2[~fitted.to_numpy()][["Prob_a"]].equals(pred[~fitted.to_numpy()][["Prob_a"]])

@@ -200,3 +200,37 @@ def test_missing_layout_sheet_stops_ingest(run):
     log = (bad / "logs" / "ingest.log").read_text()
     assert "layout.xlsx has no sheet 'Treatment'" in log and "images.layout_sheets_extra" in log
     assert not (bad / "results" / "images.tsv").exists()
+
+
+def test_repeats_train_every_model_with_successive_seeds_and_summarise_them(run):
+    """classify.repeats: 3 -> RF (seed 1 = split.seed), RF/seed1 (2), RF/seed2 (3) on the same
+    split; summary.tsv: mean, sd, min, max over the three runs and repeat 0's Wilson interval."""
+    rep = run.parent / f"{run.name}_repeats"
+    shutil.copytree(run, rep, symlinks=True)
+    cfg = _config()
+    cfg["classify"]["repeats"] = 3
+    proc = _snakemake(rep, cfg, f"{CLS}/summary.tsv")
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    seeds, accs = [], []
+    for sub in ("RF", "RF/seed1", "RF/seed2"):
+        d = rep / CLS / sub
+        seeds.append(json.loads((d / "model.json").read_text())["params"]["random_state"])
+        m = pd.read_csv(d / "metrics.tsv", sep="\t").set_index(["level", "split", "metric"])
+        accs.append(m.loc[("unit", "test", "accuracy"), "value"])
+        assert 0 <= m.loc[("well", "test", "accuracy"), "ci_low"] <= m.loc[("well", "test", "accuracy"), "value"]
+    assert seeds == [1, 2, 3]
+    # repeat 0 is the run without repeats, unchanged
+    first = pd.read_parquet(run / CLS / "RF" / "predictions.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(rep / CLS / "RF" / "predictions.parquet"), first)
+    summary = pd.read_csv(rep / CLS / "summary.tsv", sep="\t").set_index(["model", "level"])
+    row = summary.loc[("RF", "unit")]
+    assert row["runs"] == 3 and summary.index.get_level_values("model").unique().tolist() == ["RF"]
+    assert row["accuracy"] == pytest.approx(np.mean(accs))
+    assert row["accuracy_sd"] == pytest.approx(np.std(accs, ddof=1), abs=1e-12)
+    assert (row["accuracy_min"], row["accuracy_max"]) == pytest.approx((min(accs), max(accs)))
+    assert row["accuracy_ci_low"] <= accs[0] <= row["accuracy_ci_high"]
+    # classify.seed sets every model's training seed at once
+    cfg["classify"].update(repeats=1, seed=5)
+    proc = _snakemake(rep, cfg, f"{CLS}/RF/model.json")
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert json.loads((rep / CLS / "RF" / "model.json").read_text())["params"]["random_state"] == 5
