@@ -223,3 +223,47 @@ def test_per_image_equalisation_removes_a_plates_gain_and_background():
     assert Normaliser.from_dict(norm.to_dict()).per_image
     with pytest.raises(Exception, match="per_image works with method 'equalize' only"):
         Normaliser("percentile", per_image=True)
+
+
+def test_training_cdf_equalisation_with_a_camera_pedestal_has_no_nan():
+    """A pedestal of 1,000 (every background pixel at the camera's offset, far more than 1/256 of
+    the training pixels): the quantiles tie at 1,000. The old tie-breaking offset (1e-6 per
+    quantile, in float32) vanished above 32 and gave 0 / 0 = NaN for every pedestal pixel."""
+    rng = np.random.default_rng(0)
+    raw = np.full((20, 1, 16, 16), 1000, np.uint16)
+    raw[:, 0, 4:12, 4:12] += rng.integers(1, 3000, (20, 8, 8)).astype(np.uint16)  # cells
+    norm = Normaliser("equalize").fit(raw)
+    x = norm.apply(torch.from_numpy(raw.astype(np.float32)))
+    assert torch.isfinite(x).all()
+    pedestal = x[torch.from_numpy(raw == 1000)]
+    assert pedestal.unique().numel() == 1  # tied pixels keep one value
+    # 3/4 of the pixels sit on the pedestal: its level is the middle of theirs, the cells above
+    assert float(pedestal[0]) == pytest.approx(0.375, abs=0.01)
+    cells = x[torch.from_numpy(raw > 1000)]
+    assert float(cells.min()) > float(pedestal[0]) and float(cells.max()) <= 1.0
+    # below the pedestal (a darker camera) -> the lowest level; far above -> 1
+    out = norm.apply(torch.tensor([[[[0.0, 1000.0, 1e6]]]]))
+    assert out.flatten().tolist() == pytest.approx([float(pedestal[0])] * 2 + [1.0])
+
+
+def test_training_cdf_equalisation_of_a_constant_channel_is_finite():
+    raw = np.full((4, 1, 8, 8), 77, np.uint16)
+    norm = Normaliser("equalize").fit(raw)
+    x = norm.apply(torch.tensor([[[[0.0, 77.0, 500.0]]]]))
+    assert x.flatten().tolist() == [0.0, 0.5, 1.0]
+
+
+def test_per_image_equalisation_keeps_tied_integer_pixels_at_one_value():
+    """Integer images are full of ties, and a masked crop's zero background is one big tie: equal
+    pixels get one value (their mid-rank), never a ramp by position."""
+    crop = np.zeros((1, 1, 8, 8), np.float32)  # a masked crop: background 0
+    crop[0, 0, 2:6, 2:6] = np.arange(16).reshape(4, 4) // 4 + 10  # 4 levels, 4 pixels each
+    x = Normaliser("equalize", per_image=True).fit(crop).apply(torch.from_numpy(crop))[0, 0]
+    background = x[torch.from_numpy(crop[0, 0] == 0)]
+    assert background.unique().numel() == 1
+    # 48 background pixels: ranks 0..47 -> mid-rank 23.5 of 63
+    assert float(background[0]) == pytest.approx(23.5 / 63)
+    for level in (10, 11, 12, 13):
+        vals = x[torch.from_numpy(crop[0, 0] == level)]
+        assert vals.unique().numel() == 1
+    assert float(x.max()) == pytest.approx((60 + 63) / 2 / 63)  # the top 4 share the top mid-rank

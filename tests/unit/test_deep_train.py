@@ -212,3 +212,37 @@ def test_more_batches_per_epoch_than_one_pass_holds_make_further_seeded_passes()
     assert out["batches"]["summary"]["batches"] == 10  # 64 units / 16 = 4 per pass
     assert out["batches"]["summary"]["batch_size"] == [16, 16]
     assert not out["batches"]["plate_aware"]
+
+
+def test_a_pedestal_of_1000_trains_and_predicts_without_nan(tmp_path):
+    """Training-CDF equalisation on fields whose background sits on a camera pedestal of 1,000:
+    the loss stays finite in every epoch and every prediction has finite probabilities (a NaN row
+    used to be called class 0 without a word)."""
+    raw, units = _units()
+    raw = raw.astype(np.int32)
+    raw[:, :, :, :] = np.where(raw < 150, 1000, raw + 1000)  # most pixels on the pedestal
+    cfg = {
+        "architecture": "resnet10t",
+        "input": "nucleocentric",
+        "image_size": 16,
+        "epochs": 2,
+        "lr": 3e-3,
+        "batch": {"size": 16},
+        "normalisation": {"method": "equalize"},
+        "seed": 0,
+    }
+    out = fit_from_units(
+        units,
+        ["astro", "SHSY5Y"],
+        cfg,
+        raw.astype(np.uint16),
+        np.arange(N),
+        ["DAPI", "FITC"],
+        name="cnn",
+        checkpoint_dir=tmp_path / "ck",
+    )
+    hist = out["history"]
+    assert np.isfinite(hist[["train_loss", "valid_loss"]].to_numpy()).all(), hist
+    probs = out["predictions"][["Prob_astro", "Prob_SHSY5Y"]].to_numpy()
+    assert np.isfinite(probs).all()
+    np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-6)

@@ -154,15 +154,9 @@ class Normaliser:
             return equalize_per_image(x)
         # equalize: piecewise-linear CDF of the training pixels, per channel
         out = torch.empty_like(x)
-        levels = torch.linspace(0, 1, 257, dtype=x.dtype, device=dev)
         for c, qs in enumerate(self.values["quantiles"]):
-            q = torch.tensor(qs, dtype=x.dtype, device=dev)
-            q = q + torch.arange(len(q), dtype=x.dtype, device=dev) * 1e-6  # strictly increasing
-            v = x[:, c].contiguous()
-            j = torch.searchsorted(q, v).clamp(1, len(q) - 1)
-            q0, q1 = q[j - 1], q[j]
-            t = ((v - q0) / (q1 - q0)).clamp(0, 1)
-            out[:, c] = (levels[j - 1] + t * (levels[j] - levels[j - 1])).clamp(0, 1)
+            knots, levels = cdf_knots(qs)
+            out[:, c] = interp_knots(x[:, c], knots, levels)
         return out
 
     def to_dict(self) -> dict:
@@ -185,19 +179,52 @@ class Normaliser:
         )
 
 
+def cdf_knots(quantiles) -> tuple[np.ndarray, np.ndarray]:
+    """Knots of the training CDF from its 257 quantiles: ``(values, levels)``, values strictly
+    increasing. Tied quantiles (a camera pedestal, clipped background, a masked crop's zeros: 1/256
+    or more of the pixels at one value) become one knot at the middle of their levels, so every
+    pixel of that value gets one level. (An offset of ``arange * 1e-6`` to break ties vanishes in
+    float32 above 32 and gave 0 / 0 = NaN.)"""
+    q = np.asarray(quantiles, dtype=np.float64)
+    levels = np.linspace(0.0, 1.0, len(q))
+    values, inverse = np.unique(q, return_inverse=True)
+    mid = np.bincount(inverse, weights=levels) / np.bincount(inverse)
+    return values, mid
+
+
+def interp_knots(v, knots, levels):
+    """``np.interp(v, knots, levels)`` for a float tensor ``v`` (any shape; values outside the
+    knots take the end levels), computed in float64 and returned in ``v``'s dtype."""
+    import torch
+
+    kx = torch.as_tensor(knots, dtype=torch.float64, device=v.device)
+    ky = torch.as_tensor(levels, dtype=torch.float64, device=v.device)
+    v64 = v.contiguous().to(torch.float64)
+    if len(kx) == 1:  # a constant training channel: below, at or above its one value
+        out = torch.where(v64 < kx[0], 0.0, torch.where(v64 > kx[0], 1.0, ky[0]))
+        return out.to(v.dtype)
+    j = torch.searchsorted(kx, v64).clamp(1, len(kx) - 1)
+    x0, x1, y0, y1 = kx[j - 1], kx[j], ky[j - 1], ky[j]
+    t = ((v64 - x0) / (x1 - x0)).clamp(0, 1)  # x1 > x0: knots are strictly increasing
+    return (y0 + t * (y1 - y0)).to(v.dtype)
+
+
 def equalize_per_image(x):
     """Histogram equalisation of each image and channel of ``x`` (B, C, H, W) by its own pixels:
-    a pixel's value becomes its rank / (n - 1) in [0, 1]. Any monotonic change of intensity (a
-    plate's gain, background) leaves the result unchanged."""
+    a pixel's value becomes its mid-rank / (n - 1) in [0, 1], so equal pixels keep one value (an
+    integer image is full of ties; a masked crop's zero background stays flat instead of becoming
+    a ramp). Any monotonic change of intensity (a plate's gain, background) leaves the result
+    unchanged."""
     import torch
 
     b, c, h, w = x.shape
-    flat = x.reshape(b, c, h * w)
-    order = flat.argsort(dim=-1)
-    ranks = torch.empty_like(flat)
-    steps = torch.linspace(0, 1, h * w, dtype=x.dtype, device=x.device).expand(b, c, h * w)
-    ranks.scatter_(-1, order, steps)
-    return ranks.reshape(b, c, h, w)
+    n = h * w
+    flat = x.reshape(b * c, n).contiguous()
+    ordered = flat.sort(dim=-1).values
+    below = torch.searchsorted(ordered, flat, right=False)  # pixels strictly below
+    upto = torch.searchsorted(ordered, flat, right=True)  # pixels below or equal
+    ranks = (below + upto - 1).to(torch.float64) / (2.0 * max(n - 1, 1))
+    return ranks.to(x.dtype).reshape(b, c, h, w)
 
 
 # ---- augmentation ----------------------------------------------------------------------------
