@@ -140,3 +140,32 @@ def test_parse_time_checks_of_the_deep_section(tmp_path):
             check_models(models, ["nucleocentric"], ["DAPI", "FITC"])
     with pytest.raises(DeepInputError, match="unique"):
         check_models(ok, ["nucleocentric"], ["DAPI"], other_names=["m"])
+
+
+def test_impossible_training_combinations_are_refused_at_parse_time(tmp_path):
+    """freeze_bn on random weights (statistics calibrated once on the random network, then kept
+    while the weights change) and class_weights on plate-aware, class-balanced batches (the class
+    balance corrected twice) stop the plan; with pretrained weights freeze_bn is accepted."""
+    base = {"architecture": "resnet10t", "input": "nucleocentric"}
+    with pytest.raises(DeepInputError, match=r"freeze_bn.*pretrained is not set.*freeze_bn: false"):
+        check_models({"m": {**base, "freeze_bn": True}}, ["nucleocentric"], ["DAPI"])
+    with pytest.raises(DeepInputError, match=r"class_weights.*twice.*plate_aware: false"):
+        check_models(
+            {
+                "m": {
+                    **base,
+                    "class_weights": True,
+                    "batch": {"plate_aware": True, "n_plates": 2, "n_per_class": 4},
+                }
+            },
+            ["nucleocentric"],
+            ["DAPI"],
+        )
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"x")
+    check_models(
+        {"m": {**base, "freeze_bn": True, "pretrained": str(weights)}}, ["nucleocentric"], ["DAPI"]
+    )
+    check_models(
+        {"m": {**base, "class_weights": True, "batch": {"size": 32}}}, ["nucleocentric"], ["DAPI"]
+    )

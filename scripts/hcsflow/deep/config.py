@@ -48,6 +48,20 @@ def check_models(models: dict, crop_types, channels, other_names=()) -> None:
                 + FETCH_HINT.format(arch=cfg.get("architecture"), path=pre)
             )
         batch = cfg.get("batch", {}) or {}
+        if cfg.get("freeze_bn", False) and not pre:
+            # frozen statistics belong to pretrained weights; on a random network they would be
+            # calibrated once, then kept while every weight beneath them changes
+            raise DeepInputError(
+                f"{key}: freeze_bn: true freezes the batch-norm statistics of pretrained weights, "
+                f"but {key}.pretrained is not set (random weights); set pretrained: <local file> "
+                f"or freeze_bn: false"
+            )
+        if cfg.get("class_weights", False) and batch.get("plate_aware", False):
+            raise DeepInputError(
+                f"{key}: class_weights: true on plate-aware batches corrects the class balance "
+                f"twice (every batch already holds batch.n_per_class units of each class); set "
+                f"class_weights: false or batch.plate_aware: false"
+            )
         if (
             cfg.get("loss") == "supcon_ce"
             and not batch.get("plate_aware", False)
