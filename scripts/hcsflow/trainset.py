@@ -225,14 +225,17 @@ def attach_features(units: pd.DataFrame, features: pd.DataFrame, feature_cols, u
     """The units with their feature columns (cells: joined by key; fields: aggregated per image).
 
     A cell unit without a feature row is an error (labels and features come from the same cells).
-    Fields without cells keep NaN features (imputed by the model's training medians).
+    A field without cells has no features to classify: it is left out (neither trained on nor
+    scored; imputing the training medians would call "the average field" and score that call),
+    as prediction on new plates leaves it out; the caller logs how many (see
+    :func:`fields_without_cells`).
     """
     feature_cols = list(feature_cols)
     feats = features.copy()
     feats["Metadata_Plate"] = feats["Metadata_Plate"].astype(str)
     if unit == "field":
         feats = aggregate_fields(feats, feature_cols, field_aggregate)[[*FIELD_KEYS, *feature_cols]]
-        return units.merge(feats, on=FIELD_KEYS, how="left")
+        return units.merge(feats, on=FIELD_KEYS, how="inner")
     feats = feats[[*CELL_KEYS, *feature_cols]]
     out = units.merge(feats, on=CELL_KEYS, how="left", indicator=True)
     lost = out["_merge"] != "both"
@@ -244,6 +247,13 @@ def attach_features(units: pd.DataFrame, features: pd.DataFrame, feature_cols, u
             f"run: rerun merge_features and build_units"
         )
     return out.drop(columns="_merge")
+
+
+def fields_without_cells(units: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
+    """The field units with no cell in ``features`` (left out of field-level classical models)."""
+    feats = features[FIELD_KEYS].astype({"Metadata_Plate": str}).drop_duplicates()
+    out = units.merge(feats, on=FIELD_KEYS, how="left", indicator=True)
+    return units[(out["_merge"] == "left_only").to_numpy()].reset_index(drop=True)
 
 
 def check_config(config: dict) -> None:
@@ -259,6 +269,12 @@ def check_config(config: dict) -> None:
             f"at least two (e.g. {{astro: [astro], SHSY5Y: [SHSY5Y]}})"
         )
     deep = (config.get("deep") or {}).get("models") or {}
+    slashed = sorted(n for n in [*(cfg.get("models") or {}), *deep] if "/" in str(n))
+    if slashed:
+        raise ClassifyError(
+            f"model name(s) {slashed} contain '/'; a model name is a folder name "
+            f"(results/classify/<model>/; repeats are <model>/seed<r>): rename them"
+        )
     both = sorted(set(cfg.get("models") or {}) & set(deep))
     if both:
         raise ClassifyError(

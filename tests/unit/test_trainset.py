@@ -10,9 +10,11 @@ from hcsflow.layout import LayoutError, attach_extra_sheets, read_sheet_values
 from hcsflow.trainset import (
     ClassifyError,
     aggregate_fields,
+    attach_features,
     build_units,
     check_config,
     class_map,
+    fields_without_cells,
     filter_wells,
 )
 
@@ -103,6 +105,21 @@ def test_aggregate_fields_is_the_median_per_image():
     assert aggregate_fields(f, ["x"], "mean")["x"].tolist() == [pytest.approx(8 / 3), 7.0]
 
 
+def test_fields_without_cells_are_left_out_of_field_units_not_imputed():
+    """A dead field (no cell, so no feature row) used to get the training medians and be scored
+    as "the average field"; prediction on new plates has no row for it. Now both leave it out."""
+    images = image_table()
+    units = build_units(labels_table(images), images, {"astro": "astro", "SHSY5Y": "SHSY5Y"}, unit="field")
+    cells = labels_table(images)[["Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_Image",
+                                  "Metadata_ObjectNumber"]].assign(x=1.0)
+    dead = (cells["Metadata_Plate"] == "P1") & (cells["Metadata_Image"] == "B-02-01")
+    table = attach_features(units, cells[~dead], ["x"], "field")
+    assert len(table) == len(units) - 1 and table["x"].notna().all()
+    assert not ((table["Metadata_Plate"] == "P1") & (table["Metadata_Image"] == "B-02-01")).any()
+    empty = fields_without_cells(units, cells[~dead])
+    assert empty[["Metadata_Plate", "Metadata_Image"]].values.tolist() == [["P1", "B-02-01"]]
+
+
 def _layout(path, sheets):
     with pd.ExcelWriter(path, engine="openpyxl") as xl:
         for name, df in sheets.items():
@@ -132,6 +149,9 @@ def test_config_checks():
            "deep": {"models": {"RF": {}}}}
     with pytest.raises(ClassifyError, match=r"\['RF'\] are in classify.models and deep.models"):
         check_config(cfg)
+    cfg["deep"] = {"models": {"CNN/v2": {}}}
+    with pytest.raises(ClassifyError, match=r"\['CNN/v2'\] contain '/'"):
+        check_config(cfg)  # a name is a folder; <model>/seed<r> names the repeats
     cfg["deep"] = {}
     check_config(cfg)
     cfg["classify"]["classes"] = {"astro": ["astro"]}
