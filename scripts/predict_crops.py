@@ -9,6 +9,7 @@ from hcsflow.ingest import read_image_table
 from hcsflow.io import read_labels, write_table
 from hcsflow.predict import (
     check_compatible,
+    check_run_inputs,
     load_model_info,
     model_input,
     predict_plate,
@@ -16,12 +17,20 @@ from hcsflow.predict import (
     torch_predictor,
 )
 from hcsflow.runner import limit_threads, rule_logging, torch_device
+from hcsflow.validate import plate_pixel_types
 
 with rule_logging(snakemake) as log:
     inp, out, par, wc = snakemake.input, snakemake.output, snakemake.params, snakemake.wildcards
     limit_threads(snakemake.threads)
     info = load_model_info(inp.model)
     table = read_image_table(inp.images)
+    # the same check as at parse time, now that every image exists (a demo plate did not then)
+    for accepted in check_run_inputs(
+        info, plate_pixel_types(table, [wc.plate]).values(), crops_cfg=par.crops,
+        pixel_size_um=par.pixel_size_um, accept=par.settings.get("accept_mismatch") or [],
+        where=f"the images of {wc.plate}",
+    ):
+        log.warning("accepted (predict.accept_mismatch): %s", accepted)
 
     def load_inputs(entry):
         data = load_crops(entry["crops"])

@@ -4,14 +4,28 @@ batches; one row per segmented cell (results.csv columns + predictions contract)
 from hcsflow.features import image_metadata
 from hcsflow.ingest import read_image_table
 from hcsflow.io import read_labels, read_table, write_table
-from hcsflow.predict import check_compatible, load_model_info, predict_plate, sklearn_predictor
+from hcsflow.predict import (
+    check_compatible,
+    check_run_inputs,
+    load_model_info,
+    predict_plate,
+    sklearn_predictor,
+)
 from hcsflow.runner import limit_threads, rule_logging
+from hcsflow.validate import plate_pixel_types
 
 with rule_logging(snakemake) as log:
     inp, out, par, wc = snakemake.input, snakemake.output, snakemake.params, snakemake.wildcards
     limit_threads(snakemake.threads)
     info = load_model_info(inp.model)
     table = read_image_table(inp.images)
+    # the same check as at parse time, now that every image exists (a demo plate did not then)
+    for accepted in check_run_inputs(
+        info, plate_pixel_types(table, [wc.plate]).values(), crops_cfg=par.crops,
+        pixel_size_um=par.pixel_size_um, accept=par.settings.get("accept_mismatch") or [],
+        where=f"the images of {wc.plate}",
+    ):
+        log.warning("accepted (predict.accept_mismatch): %s", accepted)
 
     def load_inputs(entry):
         features = read_table(entry["features"])

@@ -15,8 +15,12 @@ with rule_logging(snakemake) as log:
     tables = [pd.read_parquet(p) for p in inp.cells]
     cells = pd.concat(tables, ignore_index=True)
     predictions, results = split_cell_table(cells, classes)
-    summary = image_summary(results, classes, float(par.threshold))
+    summary = image_summary(results, classes, float(par.threshold), images=par.images)
     wells = vote_wells(predictions, min_units=int(par.min_units))
+    empty = summary[summary["total_cells"] == 0]
+    if len(empty):
+        log.warning("%d image(s) without any segmented cell (listed in image_summary.csv with 0 "
+                    "cells): %s", len(empty), ", ".join(empty["plate"] + "/" + empty["image"]))
     log.info("%d images, %d segmented cells, %d predicted, %d wells", len(summary), len(results),
              len(predictions), len(wells))
     called = wells.dropna(subset=["true_class"])

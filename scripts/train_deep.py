@@ -13,6 +13,9 @@ with rule_logging(snakemake) as log:
     from hcsflow.deep.data import load_model_inputs
     from hcsflow.deep.models import check_architecture
     from hcsflow.deep.train import fit_from_units, history_figure, remove_checkpoints
+    from hcsflow.ingest import read_image_table
+    from hcsflow.predict import input_record
+    from hcsflow.validate import plate_pixel_types
 
     name, cfg, out = snakemake.wildcards.model, dict(snakemake.params.model), snakemake.output
     check_architecture(cfg["architecture"], cfg.get("image_size"))  # before any data is read
@@ -35,6 +38,15 @@ with rule_logging(snakemake) as log:
         checkpoint_dir=snakemake.params.checkpoints,
         log=log,
     )
+    train_plates = sorted(set(units.loc[units["split"] == "train", "Metadata_Plate"].astype(str)))
+    pixel_types = plate_pixel_types(read_image_table(snakemake.input.images), train_plates)
+    result["spec"]["inputs"] = input_record(
+        pixel_types=pixel_types.values(),
+        pixel_size_um=snakemake.params.pixel_size_um,
+        crop_type=cfg.get("input", "nucleocentric"),
+        crops_cfg=snakemake.params.crops,
+    )
+    log.info("training images: %s", result["spec"]["inputs"])
     with atomic_path(out.weights) as tmp:
         torch.save(result["state"], tmp)
     with atomic_path(out.spec) as tmp:

@@ -168,6 +168,84 @@ def _rgb(colour) -> tuple[int, int, int]:
     return tuple(int(v) for v in colour)
 
 
+# ---- what the model was trained on ---------------------------------------------------------------
+# model.json's "inputs": the pixel type and pixel size of the training images and, for crop models,
+# the crop geometry. Prediction on images that differ in any of them is refused before any job
+# runs: an 8-bit export of a 16-bit plate, or crops of another size, would be classified silently
+# on rescaled or clipped inputs. predict.accept_mismatch names the ones a user accepts knowingly.
+INPUT_PROPERTIES = ("pixel_type", "crop_geometry", "pixel_size")
+CROP_GEOMETRY_KEYS = ("patch_size", "masked", "size", "padding")
+
+
+def input_record(*, pixel_types: Iterable[str | None] = (), pixel_size_um: float | None = None,
+                 crop_type: str | None = None, crops_cfg: dict | None = None) -> dict:
+    """The ``inputs`` entry of model.json: ``pixel_type`` (one dtype name, or None when the
+    training images' types are unknown or mixed), ``pixel_size_um`` and, for a crop type,
+    ``crop`` (its type and geometry from the ``crops`` config)."""
+    types = sorted({str(t) for t in pixel_types if t})
+    rec = {"pixel_type": types[0] if len(types) == 1 else None, "pixel_size_um": pixel_size_um}
+    if crop_type and crop_type != "field":
+        settings = (crops_cfg or {}).get(crop_type) or {}
+        rec["crop"] = {"type": crop_type, "border": (crops_cfg or {}).get("border", "pad"),
+                       **{k: settings[k] for k in CROP_GEOMETRY_KEYS if k in settings}}
+    return rec
+
+
+def check_inputs(info: dict, *, pixel_types: Iterable[str | None] = (), crop: dict | None = None,
+                 pixel_size_um: float | None = None, accept: Iterable[str] = (),
+                 where: str = "the images") -> list[str]:
+    """Raise :class:`ModelMismatch` when ``where`` differ from what the model was trained on in
+    a property not in ``accept``; return the accepted differences (to be logged).
+
+    ``pixel_types``: the dtypes of the images to predict (None entries: unknown, not compared);
+    ``crop``: :func:`input_record`'s ``crop`` of this run; a model.json without ``inputs``
+    (older hcsflow) is not compared.
+    """
+    rec = info.get("inputs") or {}
+    accept = set(accept)
+    bad = sorted(set(accept) - set(INPUT_PROPERTIES))
+    if bad:
+        raise ModelMismatch(f"predict.accept_mismatch {bad} unknown; choose from {list(INPUT_PROPERTIES)}")
+    found = {}
+    have = sorted({str(t) for t in pixel_types if t})
+    if rec.get("pixel_type") and have and have != [rec["pixel_type"]]:
+        found["pixel_type"] = (
+            f"pixel type: the model was trained on {rec['pixel_type']} images, {where} are "
+            f"{', '.join(have)} (another bit depth rescales every intensity); predict the images "
+            f"as exported for training")
+    if crop is not None and rec.get("crop") and crop != rec["crop"]:
+        diff = {k: (rec["crop"].get(k), crop.get(k)) for k in sorted(set(rec["crop"]) | set(crop))
+                if rec["crop"].get(k) != crop.get(k)}
+        found["crop_geometry"] = (
+            "crop geometry: " + ", ".join(f"{k} {a!r} in training, {b!r} here" for k, (a, b) in diff.items())
+            + f"; set crops.{rec['crop']['type']} as in training")
+    size = rec.get("pixel_size_um")
+    if size and pixel_size_um and not np.isclose(float(size), float(pixel_size_um), rtol=0.01):
+        found["pixel_size"] = (
+            f"pixel size: {size} um in training, {pixel_size_um} um here (cells look "
+            f"{float(size) / float(pixel_size_um):.2f}x larger); image at the training "
+            f"magnification")
+    refused = {k: v for k, v in found.items() if k not in accept}
+    if refused:
+        raise ModelMismatch(
+            f"model {info['name']!r} ({info.get('json', 'model.json')}) was trained on other "
+            f"inputs than {where}: " + "; ".join(refused.values())
+            + f". To predict anyway, knowingly, add {sorted(refused)} to predict.accept_mismatch")
+    return [found[k] for k in sorted(found)]
+
+
+def check_run_inputs(info: dict, pixel_types: Iterable[str | None], *, crops_cfg: dict | None,
+                     pixel_size_um: float | None, accept: Iterable[str] = (),
+                     where: str = "the images") -> list[str]:
+    """:func:`check_inputs` of a model against this run's images (their probed pixel types) and
+    settings (its crop type's geometry in ``crops_cfg``, ``images.pixel_size_um``)."""
+    crop = None
+    if info["kind"] == "torch":
+        crop = input_record(crop_type=model_input(info), crops_cfg=crops_cfg).get("crop")
+    return check_inputs(info, pixel_types=pixel_types, crop=crop, pixel_size_um=pixel_size_um,
+                        accept=accept, where=where)
+
+
 # ---- predicting in batches -------------------------------------------------------------------------
 def batch_slices(n: int, batch_size: int) -> Iterator[slice]:
     """Consecutive slices of at most ``batch_size`` covering ``range(n)``."""
@@ -229,6 +307,8 @@ def sklearn_predictor(info: dict) -> Callable:
     model = classical.load_model(info["dir"])
 
     def predict(batch: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
+        if len(batch) == 0:  # a field without cells: scikit-learn refuses 0 samples
+            return predictions_frame(meta, np.zeros((0, len(classes))), classes)
         table = pd.concat([meta.reset_index(drop=True),
                            batch.drop(columns=[c for c in batch.columns if c in meta.columns])
                            .reset_index(drop=True)], axis=1)
@@ -309,10 +389,23 @@ def results_rows(predictions: pd.DataFrame, boxes: pd.DataFrame, classes: list[s
     return out[RESULTS_COLUMNS]
 
 
-def image_summary(results: pd.DataFrame, classes: list[str], threshold: float) -> pd.DataFrame:
+def image_summary(results: pd.DataFrame, classes: list[str], threshold: float,
+                  images: Iterable[tuple[str, str, str]] = ()) -> pd.DataFrame:
     """Per image: ``total_cells`` (segmented), ``n_predicted``, ``n_below_threshold``, and per
-    class ``Count_{class}`` and ``Ratio_{class}`` (= count / predicted cells)."""
+    class ``Count_{class}`` and ``Ratio_{class}`` (= count / predicted cells).
+
+    ``images``: every predicted ``(plate, image, filename)``; an image without any cell (a dead
+    field) has no row in ``results`` and gets one here with 0 cells and NaN ratios, so it is
+    listed rather than silently missing."""
     rows = []
+    seen = set(zip(results["plate"], results["image"], strict=True))
+    for plate, image, filename in images:
+        if (plate, image) not in seen:
+            row = {"plate": plate, "image": image, "filename": filename, "total_cells": 0,
+                   "n_predicted": 0, "n_below_threshold": 0}
+            row.update({f"Count_{c}": 0 for c in classes})
+            row.update({f"Ratio_{c}": float("nan") for c in classes})
+            rows.append(row)
     for (plate, image, filename), g in results.groupby(["plate", "image", "filename"], sort=True):
         pred = g[g["pred_class"] != NOT_PREDICTED]
         row = {"plate": plate, "image": image, "filename": filename, "total_cells": len(g),
@@ -326,7 +419,7 @@ def image_summary(results: pd.DataFrame, classes: list[str], threshold: float) -
         rows.append(row)
     cols = ["plate", "image", "filename", "total_cells", "n_predicted", "n_below_threshold",
             *[f"Count_{c}" for c in classes], *[f"Ratio_{c}" for c in classes]]
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=cols).sort_values(["plate", "image"], ignore_index=True)
 
 
 def condition_classes(conditions: pd.Series, classes: list[str], mapping: dict | None) -> pd.Series:

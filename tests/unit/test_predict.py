@@ -289,3 +289,80 @@ def test_legend_wraps_entries_that_do_not_fit():
     # every line is used and the last column of pixels stays free (nothing drawn past the edge)
     lines = narrow.reshape(-1, 24, 256, 3)
     assert all(line.any() for line in lines) and not narrow[:, -3:].any()
+
+
+def test_an_image_without_cells_goes_through_both_predictors_and_is_listed(tmp_path):
+    """A dead field (0 segmented cells, an empty feature table / crop file) beside a field with
+    cells: no crash in the classical path (scikit-learn refuses 0 samples) nor the torch path;
+    results.csv has the live field's cells, and image_summary lists the dead field with 0 cells."""
+    import torch
+
+    from hcsflow.deep.data import Normaliser
+    from hcsflow.deep.models import create_model
+
+    sk = P.load_model_info(_sklearn_model(tmp_path))
+    d = tmp_path / "cnn"
+    d.mkdir()
+    torch.manual_seed(0)
+    torch.save(create_model("resnet10t", 2, 3, 16).state_dict(), d / "model.pt")
+    norm = Normaliser(method="percentile").fit(np.ones((2, 2, 16, 16), np.float32) * np.arange(16))
+    (d / "model.json").write_text(json.dumps({
+        "kind": "torch", "name": "cnn", "classes": CLASSES, "unit": "cell",
+        "channels": ["DAPI", "FITC"], "in_chans": 2, "architecture": "resnet10t",
+        "input": "nucleocentric", "image_size": 16, "normalisation": norm.to_dict()}))
+    th = P.load_model_info(d / "model.json")
+
+    def mask(n):
+        m = np.zeros((20, 20), np.uint16)
+        for i in range(n):
+            m[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = i + 1
+        return m
+
+    feats = {n: pd.DataFrame({"Cells_DAPI_Mean": np.zeros(n), "Cells_FITC_Mean": np.full(n, 3.0)})
+             for n in (0, 3)}
+    crops = {n: np.zeros((n, 2, 16, 16), np.uint16) for n in (0, 3)}
+    for info, inputs, predictor in ((sk, feats, P.sklearn_predictor(sk)),
+                                    (th, crops, P.torch_predictor(th))):
+        images = [{"plate": "P", "image": im, "filename": f"{im}.tif", "n": n,
+                   "metadata": {"Metadata_Image": im}, "cells": lambda n=n: mask(n)}
+                  for im, n in (("B-02-01", 0), ("B-02-02", 3))]
+        cells = P.predict_plate(images, lambda e, inputs=inputs: (inputs[e["n"]], _meta(e["n"], e["image"])),
+                                predictor, info, None, batch_size=2)
+        assert cells["image"].tolist() == ["B-02-02"] * 3, info["kind"]
+        assert (cells["pred_class"] != P.NOT_PREDICTED).all()
+        _, results = P.split_cell_table(cells, CLASSES)
+        summary = P.image_summary(results, CLASSES, 0.5,
+                                  images=[("P", e["image"], e["filename"]) for e in images])
+        dead = summary.set_index("image").loc["B-02-01"]
+        assert dead["total_cells"] == 0 and dead["n_predicted"] == 0
+        assert np.isnan(dead["Ratio_apoptosis"])
+        assert summary.set_index("image").loc["B-02-02", "total_cells"] == 3
+    # the empty batch alone gives an empty predictions table with the contract's columns
+    empty = P.predict_batches(P.sklearn_predictor(sk), feats[0], _meta(0), batch_size=4)
+    assert len(empty) == 0 and {f"Prob_{c}" for c in CLASSES} <= set(empty.columns)
+
+
+def test_input_mismatches_are_named_with_their_fix_and_can_be_accepted():
+    crops_cfg = {"types": ["nucleocentric"], "border": "pad", "nucleocentric": {"patch_size": 60}}
+    info = {"name": "cnn", "kind": "torch", "input": "nucleocentric", "json": "m/model.json",
+            "inputs": P.input_record(pixel_types=["uint16", "uint16"], pixel_size_um=0.65,
+                                     crop_type="nucleocentric", crops_cfg=crops_cfg)}
+    assert info["inputs"] == {"pixel_type": "uint16", "pixel_size_um": 0.65,
+                              "crop": {"type": "nucleocentric", "border": "pad", "patch_size": 60}}
+    same = dict(crops_cfg=crops_cfg, pixel_size_um=0.65)
+    assert P.check_run_inputs(info, ["uint16"], **same) == []
+    assert P.check_run_inputs(info, [None], **same) == []  # unknown yet: not compared
+    with pytest.raises(P.ModelMismatch, match=r"pixel type.*uint16.*uint8.*'pixel_type'.*accept_mismatch"):
+        P.check_run_inputs(info, ["uint8"], **same)
+    other = {**crops_cfg, "nucleocentric": {"patch_size": 48}}
+    with pytest.raises(P.ModelMismatch, match=r"crop geometry: patch_size 60 in training, 48 here.*crops.nucleocentric"):
+        P.check_run_inputs(info, ["uint16"], crops_cfg=other, pixel_size_um=0.65)
+    with pytest.raises(P.ModelMismatch, match=r"pixel size: 0.65 um in training, 0.325"):
+        P.check_run_inputs(info, ["uint16"], crops_cfg=crops_cfg, pixel_size_um=0.325)
+    accepted = P.check_run_inputs(info, ["uint8"], crops_cfg=other, pixel_size_um=0.65,
+                                  accept=["pixel_type", "crop_geometry"])
+    assert len(accepted) == 2
+    with pytest.raises(P.ModelMismatch, match="unknown"):
+        P.check_run_inputs(info, ["uint16"], **same, accept=["bit_depth"])
+    # an older model.json without "inputs" is not compared
+    assert P.check_run_inputs({**info, "inputs": None}, ["uint8"], **same) == []

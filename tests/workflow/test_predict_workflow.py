@@ -134,3 +134,31 @@ def test_a_model_whose_channels_the_images_lack_stops_before_any_job(runs):
     assert "model 'RF'" in err and "channel(s) ['Cy5']" in err
     assert "images.channels" in err
     assert not (run / "results").exists()  # nothing ran, nothing half-written
+
+
+def test_an_8bit_export_against_a_16bit_model_stops_before_any_job_unless_accepted(runs):
+    """The model records its training images' pixel type (model.json "inputs"); the same plate
+    exported as 8-bit would be classified on rescaled intensities without a word. It is refused
+    at parse time, naming the property and the key that accepts it knowingly."""
+    work, data, model_json, _ = runs
+    assert json.loads(model_json.read_text())["inputs"]["pixel_type"] == "uint16"
+    data8 = work / "demo_data_8bit"
+    for src in (data / "raw").rglob("*"):
+        dst = data8 / "raw" / src.relative_to(data / "raw")
+        if src.is_dir():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        img = tifffile.imread(src)
+        tifffile.imwrite(dst, (img >> 8).astype(np.uint8))
+    cfg = _config(data, predict={"model": str(model_json), "plates": [NEW]})
+    cfg["images"]["raw_dir"] = str(data8 / "raw")
+    run = work / "bad_8bit_run"
+    proc = _snakemake(run, cfg, "-n", "results/predict/RF/results.csv")
+    err = proc.stderr + proc.stdout
+    assert proc.returncode != 0, err[-3000:]
+    assert "pixel type" in err and "uint16" in err and "uint8" in err
+    assert "predict.accept_mismatch" in err and "pixel_type" in err
+    assert not (run / "results").exists()
+    cfg["predict"]["accept_mismatch"] = ["pixel_type"]
+    proc = _snakemake(run, cfg, "-n", "results/predict/RF/results.csv")
+    assert proc.returncode == 0, (proc.stderr + proc.stdout)[-3000:]
