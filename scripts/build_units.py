@@ -26,7 +26,12 @@ with rule_logging(snakemake) as log:
                  [f"{p}/{w}" for p, w in zip(dropped["Metadata_Plate"], dropped["Metadata_Well"], strict=True)])
     units, table = split_units(units, by=split_cfg.get("by", "well"),
                                fractions=split_cfg.get("fractions"), seed=split_cfg.get("seed", 0),
-                               sample_per_class=split_cfg.get("sample_per_class"), dropped_wells=dropped)
+                               sample_per_class=split_cfg.get("sample_per_class"), dropped_wells=dropped,
+                               controls=split_cfg.get("controls"))
+    excluded = table[table["split"] == "excluded"]
+    if len(excluded):
+        log.info("%d well(s) excluded: their grouping columns %s fell in different splits (listed "
+                 "in split.tsv)", len(excluded), split_cfg.get("by"))
     log.info("split (groups by %s): %s", split_cfg.get("by", "well"),
              table.groupby(["split", "class"]).size().to_dict())
     log.info("units per split and class: %s", units.groupby(["split", "class"]).size().to_dict())

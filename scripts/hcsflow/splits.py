@@ -1,9 +1,18 @@
 """Grouped, stratified, seeded train/valid/test splits shared by every model of a run.
 
-Groups are wells (default) or plates (leave-plate-out): all units of a group land in one split, so
-no well (or plate) is on both sides -- the source works split fields or cells at random and drew
-test wells with ``random.choices`` (with replacement, unseeded). Wells are stratified by their
-class (a co-culture well with cells of several classes is its own stratum, e.g. ``SHSY5Y+astro``).
+Groups are wells (default), plates (leave-plate-out) or the values of a layout column such as
+``Treatment`` (leave-compound-out), or several of these at once (``[plate, Treatment]``): all units
+of a group land in one split, so no well, plate or compound is on both sides -- the source works
+split fields or cells at random and drew test wells with ``random.choices`` (with replacement,
+unseeded). Groups are stratified by their class (a co-culture well with cells of several classes
+is its own stratum, e.g. ``SHSY5Y+astro``); plates are one stratum (every plate holds every class).
+
+With several grouping columns each is dealt to the splits on its own (same fractions, one seeded
+generator, columns in the order given); a well whose columns disagree (a test compound on a
+training plate) belongs to no split: it is left out of the units and listed in ``split.tsv`` with
+split ``excluded``. Control values (``controls``, e.g. ``{Treatment: [DMSO]}``: the compound every
+class and plate shares) are not grouped by that column: their wells follow the other columns, or
+are dealt by well when no other column groups them.
 Optional balanced sampling (``sample_per_class``) draws N units per class without replacement from
 the TRAINING split only; valid and test units are never sampled.
 """
@@ -48,17 +57,63 @@ def group_classes(units: pd.DataFrame, by: str = "well") -> pd.DataFrame:
     return out
 
 
-def make_split(units: pd.DataFrame, *, by: str = "well", fractions: dict | None = None,
-               seed: int = 0) -> pd.DataFrame:
-    """The split table: one row per well (``by='well'``) or per plate's wells (``by='plate'``)
-    with ``Metadata_Plate, Metadata_Well, class, split, n_units``.
+def grouping_columns(by) -> list[str]:
+    """``split.by`` (a name or a list) -> unit columns: ``well`` and ``plate`` as themselves,
+    a layout sheet name (``Treatment``) -> ``Metadata_Treatment``."""
+    names = [by] if isinstance(by, str) else list(by or [])
+    if not names:
+        raise ClassifyError("classify.split.by is empty; name well, plate or a layout column")
+    out = []
+    for name in names:
+        name = str(name)
+        col = name if name in ("well", "plate") else (
+            name if name.startswith("Metadata_") else f"Metadata_{name}")
+        if col in out:
+            raise ClassifyError(f"classify.split.by names {name!r} twice")
+        out.append(col)
+    if "well" in out and len(out) > 1:
+        raise ClassifyError(
+            f"classify.split.by {names}: 'well' is the finest group already; combine plate and "
+            f"layout columns instead (e.g. [plate, Treatment])")
+    return out
 
-    Wells are shuffled per stratum (class) with ``numpy.random.default_rng(seed)`` and dealt to
-    test, valid, train; plates likewise (one stratum: every plate holds every class). Same units +
-    same seed -> same table.
+
+def _deal(groups: pd.DataFrame, fractions: dict, rng, by: str, one_stratum: bool = False) -> pd.Series:
+    """Split of each group (rows of ``groups``: ``class``), stratified by class, seeded."""
+    split = pd.Series(index=groups.index, dtype=object)
+    strata = ["all plates"] if one_stratum else sorted(groups["class"].unique())
+    for stratum in strata:
+        idx = groups.index.to_numpy() if one_stratum else groups.index[groups["class"] == stratum].to_numpy()
+        counts = _counts(len(idx), fractions, stratum, by)
+        idx = idx[rng.permutation(len(idx))]
+        start = 0
+        for s in ("test", "valid", "train"):
+            split.loc[idx[start:start + counts[s]]] = s
+            start += counts[s]
+    return split
+
+
+def _joined(values) -> str:
+    return "+".join(sorted(set("+".join(map(str, values)).split("+"))))
+
+
+def make_split(units: pd.DataFrame, *, by="well", fractions: dict | None = None,
+               seed: int = 0, controls: dict | None = None) -> pd.DataFrame:
+    """The split table: one row per well with ``Metadata_Plate, Metadata_Well, class, split,
+    n_units``; ``split`` is ``excluded`` for a well whose grouping columns fell in different splits.
+
+    ``by``: ``well``, ``plate``, a layout column (``Treatment``) or a list of plate and layout
+    columns. Wells are shuffled per stratum (class) with ``numpy.random.default_rng(seed)`` and
+    dealt to test, valid, train; plates likewise (one stratum); layout values likewise (stratum:
+    the classes of their wells). Same units + same seed -> same table.
     """
-    if by not in ("well", "plate"):
-        raise ClassifyError(f"classify.split.by must be 'well' or 'plate', not {by!r}")
+    cols = grouping_columns(by)
+    controls = {grouping_columns(k)[0]: set(map(str, v if isinstance(v, list) else [v]))
+                for k, v in (controls or {}).items()}
+    for col in controls:
+        if col not in cols or col in ("well", "plate"):
+            raise ClassifyError(f"classify.split.controls names {col!r}, which is not a layout "
+                                f"column of classify.split.by {by!r}")
     fractions = dict(fractions or {"train": 0.6, "valid": 0.1, "test": 0.3})
     total = sum(float(fractions.get(s, 0.0)) for s in SPLITS)
     if not np.isclose(total, 1.0):
@@ -68,37 +123,46 @@ def make_split(units: pd.DataFrame, *, by: str = "well", fractions: dict | None 
     if units.empty:
         raise ClassifyError("no units to split: every unit was filtered out (check "
                             "classify.classes, classify.well_filter, classify.exclude_plates)")
+    layout = [c for c in cols if c not in ("well", "plate")]
+    missing = [c for c in layout if c not in units.columns]
+    if missing:
+        raise ClassifyError(
+            f"classify.split.by {by!r}: the units have no column {missing}; list the layout "
+            f"sheet(s) {[c.removeprefix('Metadata_') for c in missing]} in "
+            f"images.layout_sheets_extra")
     rng = np.random.default_rng(seed)
     wells = group_classes(units, "well")
-    if by == "plate":
-        plates = sorted(wells["Metadata_Plate"].unique())
-        counts = _counts(len(plates), fractions, "all plates", "plate")
-        order = [plates[i] for i in rng.permutation(len(plates))]
-        plate_split = {}
-        for s in ("test", "valid", "train"):
-            for p in order[: counts[s]]:
-                plate_split[p] = s
-            order = order[counts[s]:]
-        wells["split"] = wells["Metadata_Plate"].map(plate_split)
+    if layout:
+        per_well = units.groupby(["Metadata_Plate", "Metadata_Well"], sort=True)[layout].agg(
+            lambda v: "|".join(sorted(set(map(str, v)))))
+        wells = wells.merge(per_well.reset_index(), on=["Metadata_Plate", "Metadata_Well"])
+    if cols == ["well"]:
+        wells["split"] = _deal(wells, fractions, rng, "well")
     else:
-        split = pd.Series(index=wells.index, dtype=object)
-        for stratum in sorted(wells["class"].unique()):
-            idx = wells.index[wells["class"] == stratum].to_numpy()
-            counts = _counts(len(idx), fractions, stratum, "well")
-            idx = idx[rng.permutation(len(idx))]
-            start = 0
-            for s in ("test", "valid", "train"):
-                split.loc[idx[start:start + counts[s]]] = s
-                start += counts[s]
-        wells["split"] = split
+        votes = pd.DataFrame(index=wells.index)
+        for col in cols:
+            key = "Metadata_Plate" if col == "plate" else col
+            grouped = ~wells[key].isin(controls.get(col, set()))
+            groups = wells[grouped].groupby(key, sort=True)["class"].agg(_joined).to_frame()
+            name = "plate" if col == "plate" else col.removeprefix("Metadata_")
+            dealt = _deal(groups.reset_index(drop=True), fractions, rng, name,
+                          one_stratum=col == "plate")
+            to_split = dict(zip(groups.index, dealt, strict=True))
+            votes[col] = wells[key].map(to_split).where(grouped)
+        free = votes.isna().all(axis=1)
+        if free.any():  # controls grouped by no column: dealt by well
+            votes.loc[free, "well"] = _deal(wells[free], fractions, rng, "well").to_numpy()
+        agree = votes.apply(lambda r: set(r.dropna()), axis=1)
+        wells["split"] = [next(iter(s)) if len(s) == 1 else "excluded" for s in agree]
     table = wells[["Metadata_Plate", "Metadata_Well", "class", "split", "n_units"]]
-    check_train_classes(units, table)
+    check_train_classes(units, table[table["split"] != "excluded"])
     return table.reset_index(drop=True)
 
 
 def check_train_classes(units: pd.DataFrame, split_table: pd.DataFrame) -> None:
     """The training split must hold at least two classes (and every class of the units)."""
-    train = apply_split(units, split_table)
+    keep = split_table[["Metadata_Plate", "Metadata_Well"]]
+    train = apply_split(units.merge(keep, on=["Metadata_Plate", "Metadata_Well"]), split_table)
     train = train[train["split"] == "train"]
     have = sorted(set(train["class"]))
     every = sorted(set(units["class"]))
@@ -148,13 +212,16 @@ def balanced_sample(units: pd.DataFrame, n_per_class: int | None, seed: int = 0)
     return sampled
 
 
-def split_units(units: pd.DataFrame, *, by: str = "well", fractions: dict | None = None,
+def split_units(units: pd.DataFrame, *, by="well", fractions: dict | None = None,
                 seed: int = 0, sample_per_class: int | None = None,
-                dropped_wells: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Units with ``split`` and ``sampled`` columns, and the split table (filtered wells last,
-    with split ``filtered``)."""
-    table = make_split(units, by=by, fractions=fractions, seed=seed)
+                dropped_wells: pd.DataFrame | None = None,
+                controls: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Units with ``split`` and ``sampled`` columns, and the split table (excluded wells, whose
+    grouping columns disagree, are left out of the units; filtered wells come last, with split
+    ``filtered``)."""
+    table = make_split(units, by=by, fractions=fractions, seed=seed, controls=controls)
     out = apply_split(units, table)
+    out = out[out["split"] != "excluded"].reset_index(drop=True)
     out["sampled"] = balanced_sample(out, sample_per_class, seed).to_numpy()
     if dropped_wells is not None and len(dropped_wells):
         d = dropped_wells.assign(split="filtered")[table.columns]

@@ -84,3 +84,60 @@ def test_too_few_wells_for_the_fractions_is_an_error():
         make_split(units(n_plates=1, n_cols=2), fractions={"train": 0.6, "valid": 0.1, "test": 0.3})
     with pytest.raises(ClassifyError, match="sum to 1.2"):
         make_split(units(), fractions={"train": 0.8, "valid": 0.1, "test": 0.3})
+
+
+def _celldeath_units(n_plates=4, compounds_per_class=2):
+    """One unit per field of the celldeath scenario's plate design (every plate the same layout:
+    DMSO controls, compounds of each class at several doses), with Metadata_Treatment."""
+    from hcsflow.demo_scenarios import CellDeathSpec
+
+    spec = CellDeathSpec(n_plates=n_plates, compounds_per_class=compounds_per_class)
+    wells = spec.wells()
+    rows = []
+    for plate in spec.plate_names():
+        for w in wells.itertuples():
+            for field in (1, 2):
+                rows.append({"Metadata_Plate": plate, "Metadata_Well": w.well, "Metadata_Site": field,
+                             "class": w.condition, "Metadata_Treatment": w.treatment})
+    return pd.DataFrame(rows)
+
+
+def test_split_by_plate_and_treatment_keeps_every_plate_and_compound_on_one_side():
+    """Leave-plate-and-compound-out on the celldeath scenario: no plate and no compound in two
+    splits; the DMSO controls (every plate, every class's reference) follow the plates; wells of
+    a test compound on a training plate (and vice versa) are excluded and listed."""
+    u = _celldeath_units()
+    for seed in range(5):
+        out, table = split_units(u, by=["plate", "Treatment"], controls={"Treatment": ["DMSO"]},
+                                 fractions={"train": 0.5, "valid": 0.0, "test": 0.5}, seed=seed)
+        treated = out[out["Metadata_Treatment"] != "DMSO"]
+        assert (treated.groupby("Metadata_Treatment")["split"].nunique() == 1).all()
+        assert (out.groupby("Metadata_Plate")["split"].nunique() == 1).all()
+        # every class on both sides: one compound of each treated class per side, DMSO on both
+        for part in ("train", "test"):
+            assert set(out.loc[out["split"] == part, "class"]) == {"healthy", "apoptosis", "ferroptosis"}
+        excluded = table[table["split"] == "excluded"]
+        assert len(excluded) > 0 and "excluded" not in set(out["split"])
+        # every unit is accounted for: used, or in an excluded well of split.tsv
+        n_excl = excluded["n_units"].sum()
+        assert len(out) + n_excl == len(u)
+    # one grouping column alone: leave-compound-out, the controls dealt by well
+    out, _ = split_units(u, by="Treatment", controls={"Treatment": "DMSO"},
+                         fractions={"train": 0.5, "valid": 0.0, "test": 0.5}, seed=0)
+    treated = out[out["Metadata_Treatment"] != "DMSO"]
+    assert (treated.groupby("Metadata_Treatment")["split"].nunique() == 1).all()
+    assert set(out.loc[out["Metadata_Treatment"] == "DMSO", "split"]) == {"train", "test"}
+    assert (out.groupby(["Metadata_Plate", "Metadata_Well"])["split"].nunique() == 1).all()
+
+
+def test_split_by_a_layout_column_needs_the_column_and_enough_values():
+    u = _celldeath_units()
+    with pytest.raises(ClassifyError, match=r"no column \['Metadata_Dose'\].*layout_sheets_extra"):
+        make_split(u, by=["plate", "Dose"])
+    with pytest.raises(ClassifyError, match=r"split by Treatment: stratum 'apoptosis' has 2 Treatment"):
+        make_split(u, by="Treatment", controls={"Treatment": ["DMSO"]},
+                   fractions={"train": 0.5, "valid": 0.25, "test": 0.25})
+    with pytest.raises(ClassifyError, match="'well' is the finest"):
+        make_split(u, by=["well", "plate"])
+    with pytest.raises(ClassifyError, match="controls names"):
+        make_split(u, by="plate", controls={"Treatment": ["DMSO"]})
