@@ -100,3 +100,16 @@ def test_composite_and_montage():
         2,
     )
     assert len(fig.axes) == 8
+
+
+def test_knn_plate_entropy_known_values_on_a_line_of_points():
+    """Six points in order on a short arc (cosine distances keep the order), k = 2:
+    plates A A B B A A -> every point has one A and one B neighbour: entropy exactly 1, own-plate
+    share 1/2; plates A A A B B B -> only the two middle points have mixed neighbours: entropy
+    2/6, own-plate share (1 + 1 + 0.5 + 0.5 + 1 + 1) / 6."""
+    angles = np.deg2rad(np.arange(6) * 2.0)
+    emb = np.column_stack([np.cos(angles), np.sin(angles)])
+    ent, same = knn_label_entropy(emb, list("AABBAA"), k=2)
+    assert ent == pytest.approx(1.0) and same == pytest.approx(0.5)
+    ent, same = knn_label_entropy(emb, list("AAABBB"), k=2)
+    assert ent == pytest.approx(2 / 6) and same == pytest.approx(5 / 6)
