@@ -203,12 +203,15 @@ def raise_problems(plate: str, problems: list[str]) -> None:
 
 def plate_pixel_types(image_table, plates=None) -> dict:
     """``{plate: dtype name}`` from the header of each plate's first raw file (``None`` where
-    that file does not exist yet, e.g. a demo plate before its rule ran). One file per plate: a
+    that file does not exist yet, e.g. a demo plate before its rule ran, or cannot be read). One file per plate: a
     plate's images come from one instrument export (the content check compares every file)."""
     out = {}
     for plate, files in zip(image_table["plate"], image_table["raw_files"], strict=True):
         if plate in out or (plates is not None and plate not in set(plates)):
             continue
         first = Path(list(files)[0])
-        out[plate] = probe_file(first)["dtype"] if first.exists() else None
+        try:
+            out[plate] = probe_file(first)["dtype"] if first.exists() else None
+        except ImageReadError:  # unreadable: the content check (validate_images) reports it
+            out[plate] = None
     return out

@@ -41,11 +41,12 @@ def _config(data: Path, **sections) -> dict:
     return cfg
 
 
-def _snakemake(workdir: Path, cfg: dict, *targets: str) -> subprocess.CompletedProcess:
+def _snakemake(workdir: Path, cfg: dict, *targets: str, dry_run: bool = False) -> subprocess.CompletedProcess:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", "--nolock", "--", *targets]
+           "--configfile", str(workdir / "config.yaml"), "--cores", "2", "--nolock",
+           *(["-n"] if dry_run else []), "--", *targets]
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=1200)
 
 
@@ -153,12 +154,12 @@ def test_an_8bit_export_against_a_16bit_model_stops_before_any_job_unless_accept
     cfg = _config(data, predict={"model": str(model_json), "plates": [NEW]})
     cfg["images"]["raw_dir"] = str(data8 / "raw")
     run = work / "bad_8bit_run"
-    proc = _snakemake(run, cfg, "-n", "results/predict/RF/results.csv")
+    proc = _snakemake(run, cfg, "results/predict/RF/results.csv", dry_run=True)
     err = proc.stderr + proc.stdout
     assert proc.returncode != 0, err[-3000:]
     assert "pixel type" in err and "uint16" in err and "uint8" in err
     assert "predict.accept_mismatch" in err and "pixel_type" in err
     assert not (run / "results").exists()
     cfg["predict"]["accept_mismatch"] = ["pixel_type"]
-    proc = _snakemake(run, cfg, "-n", "results/predict/RF/results.csv")
+    proc = _snakemake(run, cfg, "results/predict/RF/results.csv", dry_run=True)
     assert proc.returncode == 0, (proc.stderr + proc.stdout)[-3000:]
