@@ -2,11 +2,14 @@
 
 config/test/celldeathpred.yaml (run as committed, relative paths, in a scratch folder exactly like
 ``snakemake --cores 2 --configfile config/test/celldeathpred.yaml --directory runs/celldeathpred``):
-three plates of 5-channel Cell Painting fields with a plate batch effect; the ATP well filter;
-a split by plate (two plates train, the third is never trained on); RF / LogReg / AdaBoost on
-per-field features; a field-level EfficientNet with SupCon + cross-entropy on plate-aware
-batches (frozen batch norm) and the same network with cross-entropy only; well majority votes,
-UMAP by class and by plate, plate-mixing scores.
+four plates of 5-channel Cell Painting fields with a plate batch effect; the ATP well filter;
+a split by plate (two plates train, one validation plate on which the settings are chosen, one
+test plate nothing was tuned on); RF / LogReg / AdaBoost on per-field features; a field-level
+EfficientNet with SupCon + cross-entropy on plate-aware batches and the same network and batches
+with cross-entropy only; well majority votes, UMAP by class and by plate, plate-mixing scores.
+
+Every threshold below holds for training seeds 0-4 (``make test-protocols SEED=N``); figures per
+seed: ``make bench-protocols`` (README, "Reproduce each paper").
 
 The scenario's truth (``demo_data/truth/wells.tsv``: which wells the ATP filter must keep) is
 only read here, by the test, never by the workflow.
@@ -19,7 +22,7 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import run_protocol
+from conftest import figure, run_protocol
 
 pytestmark = [pytest.mark.protocol, pytest.mark.workflow]
 
@@ -55,7 +58,7 @@ def _mixing(run, model: str) -> pd.DataFrame:
 def test_atp_filter_dropped_exactly_the_out_of_range_wells(run, split):
     truth = pd.read_csv(run / "demo_data/truth/wells.tsv", sep="\t")
     plates = sorted(split["Metadata_Plate"].unique())
-    assert len(plates) == 3
+    assert len(plates) == 4
     dropped = split[split["split"] == "filtered"]
     for plate in plates:
         got = set(dropped.loc[dropped["Metadata_Plate"] == plate, "Metadata_Well"])
@@ -74,31 +77,32 @@ def test_atp_filter_dropped_exactly_the_out_of_range_wells(run, split):
 def test_held_out_wells_are_on_a_plate_never_trained_on(split):
     used = split[split["split"] != "filtered"]
     per_plate = used.groupby("Metadata_Plate")["split"].agg(set)
-    test_plates = [p for p, s in per_plate.items() if "test" in s]
-    assert len(test_plates) == 1 and per_plate[test_plates[0]] == {"test"}
-    assert sum("train" in s for s in per_plate) == 2
-    assert set(used.loc[used["split"] == "test", "class"]) == set(CLASSES)
+    assert sorted(tuple(s) for s in per_plate) == [("test",), ("train",), ("train",), ("valid",)]
+    for part in ("test", "valid"):
+        assert set(used.loc[used["split"] == part, "class"]) == set(CLASSES)
 
 
-def test_supcon_batches_were_plate_aware_and_ce_batches_were_not(run):
-    supcon = json.loads((run / "results/classify/SupCon/model.json").read_text())["batches"]
-    print(f"SupCon batches: {supcon['summary']}")
-    assert supcon["plate_aware"] and supcon["n_plates"] == 2 and supcon["n_per_class"] == 5
-    # every batch of every epoch: 2 plates x 3 classes x 5 fields = 30 (the paper's batch)
-    assert supcon["summary"]["plates_per_batch"] == [2, 2]
-    assert supcon["summary"]["units_per_plate_and_class"] == [5, 5]
-    assert supcon["summary"]["batch_size"] == [30, 30]
-    for comp in supcon["first_epoch"]:
-        assert len(comp) == 2 and all(counts == {c: 5 for c in sorted(CLASSES)}
-                                      for counts in comp.values())
-    ce = json.loads((run / "results/classify/CE/model.json").read_text())["batches"]
-    print(f"CE batches: {ce['summary']}")
-    assert not ce["plate_aware"]
-    # plain shuffled batches: some (plate, class) cell of some batch is not 5
-    assert ce["summary"]["units_per_plate_and_class"] != [5, 5]
+def test_supcon_and_ce_trained_on_the_same_plate_aware_batches(run):
+    """Both networks see 2 plates x 3 classes x 5 fields per batch (the paper's 30), so a
+    difference in plate mixing comes from the loss, not the sampler."""
+    for model in DEEP:
+        spec = json.loads((run / f"results/classify/{model}/model.json").read_text())
+        b = spec["batches"]
+        print(f"{model} batches: {b['summary']}")
+        assert b["plate_aware"] and b["n_plates"] == 2 and b["n_per_class"] == 5
+        assert b["summary"]["plates_per_batch"] == [2, 2]
+        assert b["summary"]["units_per_plate_and_class"] == [5, 5]
+        assert b["summary"]["batch_size"] == [30, 30]
+        for comp in b["first_epoch"]:
+            assert len(comp) == 2 and all(counts == {c: 5 for c in sorted(CLASSES)}
+                                          for counts in comp.values())
+    supcon = json.loads((run / "results/classify/SupCon/model.json").read_text())
+    ce = json.loads((run / "results/classify/CE/model.json").read_text())
+    assert supcon["batches"]["first_epoch"] == ce["batches"]["first_epoch"]  # the same batches
+    assert supcon["loss"] == "supcon_ce" and ce["loss"] == "ce"
 
 
-def test_plate_mixing_of_supcon_beats_cross_entropy(run):
+def test_plate_mixing_of_supcon_and_cross_entropy(run):
     rows = {}
     for model in DEEP:
         mix = _mixing(run, model)
@@ -111,17 +115,20 @@ def test_plate_mixing_of_supcon_beats_cross_entropy(run):
                                         class_agreement=m[("all", "knn_class_agreement")])
     table = pd.DataFrame(rows).T
     print(f"plate mixing (kNN plate entropy: 1 = mixed, 0 = separated):\n{table}")
+    for (model, split), row in table.iterrows():
+        for k, v in row.items():
+            figure("celldeathpred", f"{model}_{split}_{k}", v)
     allu = table.xs("all", level=1)
-    # The scenario's plates differ in focus and background fringes, which per-field equalisation
-    # keeps (tests/unit/test_demo_scenarios.py). Measured on all units (the unseen plate
-    # included): kNN plate entropy SupCon 0.85 vs CE 0.80, within a class 0.85 vs 0.79, silhouette
-    # by plate -0.05 vs 0.01; on the two training plates alone both mix (0.90 / 0.91).
-    assert allu.loc["SupCon", "entropy"] > allu.loc["CE", "entropy"]
-    assert allu.loc["SupCon", "within_class"] > allu.loc["CE", "within_class"]
-    assert allu.loc["SupCon", "silhouette_plate"] < allu.loc["CE", "silhouette_plate"]
-    assert (table["entropy"] >= 0.7).all() and (table["silhouette_plate"] < 0.1).all()
-    # SupCon's classes are tighter too (class agreement 0.99 vs 0.91)
-    assert allu.loc["SupCon", "class_agreement"] >= 0.95
+    for k in ("entropy", "within_class", "class_agreement"):
+        figure("celldeathpred", f"SupCon_minus_CE_{k}", allu.loc["SupCon", k] - allu.loc["CE", k])
+    # Both networks mix the plates and keep the classes apart, on every seed (0-4). Whether SupCon
+    # mixes them better than CE on the same batches is measured (FIGURE SupCon_minus_CE_*) and
+    # reported in the README over seeds, not asserted: it does not hold on every seed.
+    # over seeds: entropy of all units 0.73-0.86 (the test plate's focus and fringes), of the two
+    # training plates 0.90-0.95; class agreement 0.96-1.00
+    assert (allu["entropy"] >= 0.6).all() and (table.xs("train", level=1)["entropy"] >= 0.8).all()
+    assert (table["silhouette_plate"] < 0.1).all()
+    assert (allu["class_agreement"] >= 0.9).all()
 
 
 def test_umap_figures_by_class_and_by_plate(run):
@@ -129,7 +136,7 @@ def test_umap_figures_by_class_and_by_plate(run):
         png = run / f"results/classify/{model}/umap.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
         emb = pd.read_parquet(run / f"results/classify/{model}/embeddings.parquet")
-        assert emb["Metadata_Plate"].nunique() == 3 and set(emb["true_class"]) == set(CLASSES)
+        assert emb["Metadata_Plate"].nunique() == 4 and set(emb["true_class"]) == set(CLASSES)
 
 
 def test_well_votes_on_the_unseen_plate(run):
@@ -137,15 +144,13 @@ def test_well_votes_on_the_unseen_plate(run):
     for m, (wacc, nw, facc, nf) in scores.items():
         print(f"{m}: unseen plate: field accuracy {facc:.3f} ({nf} fields), "
               f"well majority vote {wacc:.3f} ({nw} wells)")
+        figure("celldeathpred", f"{m}_test_well_accuracy", wacc)
+        figure("celldeathpred", f"{m}_test_field_accuracy", facc)
     for m in BASELINES + DEEP:
         assert scores[m][1] >= 15  # every kept well of the test plate is voted
-    # issue 13: a model trained on the scenario reaches >= 0.9 on held-out wells of an unseen plate
+    # a model trained on the scenario reaches >= 0.9 on held-out wells of an unseen plate
     best = max(scores, key=lambda m: scores[m][0])
     print(f"best on the unseen plate: {best}")
     assert scores[best][0] >= 0.9, scores
-    # measured on the unseen plate (17 wells, 34 fields): RF 1.000 / 1.000 (wells / fields),
-    # LogReg 0.941 / 0.912, AdaBoost 0.824 / 0.765, SupCon 1.000 / 0.971, CE 0.882 / 0.765: the
-    # plate-blind network and the boosted stumps feel the unseen plate's focus and fringes
-    assert scores["SupCon"][0] >= 0.9 and scores["RF"][0] >= 0.9, scores
     for m in BASELINES + DEEP:
-        assert scores[m][0] >= 0.7, (m, scores[m])  # chance: 0.33
+        assert scores[m][0] >= 0.6, (m, scores[m])  # chance: 0.33

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import tifffile
 
-from conftest import run_protocol
+from conftest import figure, run_protocol
 
 pytestmark = [pytest.mark.protocol, pytest.mark.workflow]
 
@@ -69,14 +69,18 @@ def test_trained_cellpose_segments_held_out_wells_well(run, held_out):
     summary = pd.read_csv(run / f"{EVAL}/summary.tsv", sep="\t").set_index("method")
     print(summary.to_string())
     cp = summary.loc[CELLPOSE]
+    for k in ("ap@0.5", "ap@0.75", "pixel_f1"):
+        figure("cellular", f"cellpose_{k}", cp[k])
+    figure("cellular", "baseline_ap@0.75", summary.loc[BASELINE, "ap@0.75"])
     assert cp["n_images"] == len(held_out)
     # pooled scores come from the per-image counts
     per_image = pd.read_csv(run / f"{EVAL}/per_image.tsv", sep="\t")
     rows = per_image[per_image["method"] == CELLPOSE]
     tp, fp, fn = (rows[f"{k}@0.5"].sum() for k in ("tp", "fp", "fn"))
     assert cp["ap@0.5"] == pytest.approx(tp / (tp + fp + fn))
-    # measured (60 epochs, 6 held-out fields, 308 true cells): AP@0.5 0.961, AP@0.75 0.942,
-    # pixel F1 0.968; the Otsu + watershed baseline AP@0.75 0.702
+    # over training seeds (150 epochs, 6 held-out fields, 308 true cells; README): AP@0.5 and
+    # AP@0.75 0.99-1.00, pixel F1 0.99; the Otsu + watershed baseline AP@0.75 0.702. At 60
+    # epochs seed 1 found 148 of 308 cells (AP@0.5 0.47): one draw is not a schedule.
     assert cp["ap@0.5"] >= 0.85 and cp["ap@0.75"] >= 0.8
     assert cp["pixel_f1"] >= 0.9
     assert cp["ap@0.75"] > summary.loc[BASELINE, "ap@0.75"]  # outlines better than the baseline

@@ -24,10 +24,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
-import yaml
 from PIL import Image
 
-from conftest import REPO, run_snakemake
+from conftest import figure, protocol_config, protocol_seed, run_snakemake
 
 pytestmark = [pytest.mark.protocol, pytest.mark.workflow]
 
@@ -36,20 +35,16 @@ COLOURS = {"apoptosis": (0, 255, 0), "pyroptosis": (255, 0, 0), "other": (0, 160
 PRED = "results/predict/ViT"
 
 
-def _config(name: str) -> dict:
-    return yaml.safe_load((REPO / "config" / "test" / f"{name}.yaml").read_text())
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("deeptosis")
     seconds = {}
     for name in ("deeptosis", "deeptosis_folder"):
         start = time.perf_counter()
-        run_snakemake(root / name, _config(name), timeout=3000)
+        run_snakemake(root / name, protocol_config(name), timeout=3000)
         seconds[name] = time.perf_counter() - start
     print(
-        f"deeptosis protocol: training run {seconds['deeptosis']:.0f} s, "
+        f"deeptosis protocol (seed {protocol_seed()}): training run {seconds['deeptosis']:.0f} s, "
         f"prediction run {seconds['deeptosis_folder']:.0f} s"
     )
     return root / "deeptosis", root / "deeptosis_folder"
@@ -67,6 +62,7 @@ def test_cellpose_trained_on_rgb_segments_held_out_wells(runs):
     train, _ = runs
     summary = pd.read_csv(train / "results/segmentation/eval/summary.tsv", sep="\t")
     print(summary.to_string())
+    figure("deeptosis", "cellpose_ap@0.5", summary["ap@0.5"].iloc[0])
     assert (train / "results/segmentation/models/cellpose/hcsflow_cells").stat().st_size > 1e6
     assert len(summary) > 0
 
@@ -86,6 +82,8 @@ def test_vit_on_bounding_boxes_beats_chance_on_held_out_wells(runs):
     wells = pd.read_parquet(train / "results/classify/ViT/wells.parquet")
     held = wells[wells["split"] == "test"]
     well_acc = float((held["majority_class"] == held["true_class"]).mean())
+    figure("deeptosis", "vit_cell_accuracy", cell_acc)
+    figure("deeptosis", "vit_well_accuracy", well_acc)
     print(
         f"ViT held-out wells: cell accuracy {cell_acc:.3f}, well-vote accuracy {well_acc:.3f} "
         f"({len(held)} wells)"
@@ -95,9 +93,11 @@ def test_vit_on_bounding_boxes_beats_chance_on_held_out_wells(runs):
     row = metrics[(metrics["level"] == "unit") & (metrics["split"] == "test")
                   & (metrics["metric"] == "accuracy")]
     assert n_test > 0 and int(row["n"].iloc[0]) == n_test  # every held-out cell evaluated
-    # measured: 0.827 of 81 held-out cells, 3 / 3 wells (README, "Reproduce each paper")
+    # over training seeds (README, "Reproduce each paper"): cell accuracy 0.74-0.95, wells 2 or 3
+    # of 3; a ViT from random weights on ~170 cells is one draw per seed, so the floors sit below
+    # the worst seed
     assert cell_acc >= 0.6  # chance is 1/3
-    assert len(held) == 3 and well_acc == 1.0
+    assert len(held) == 3 and well_acc >= 2 / 3
 
 
 def _new_images(pred_run: Path) -> pd.DataFrame:
@@ -170,12 +170,15 @@ def test_predicted_cells_match_true_cells_and_their_classes(runs):
                 matched += 1
                 right += truth[(im.stem, int(best))] == cell.class_name
     acc = right / matched
+    figure("deeptosis", "new_images_matched_fraction", matched / n_true)
+    figure("deeptosis", "new_images_class_accuracy", acc)
     print(
         f"new images: {len(res)} predicted cells, {n_true} true cells, {matched} matched "
         f"(IoU > 0.5), class accuracy of the matched cells {acc:.3f}"
     )
-    assert matched >= 0.8 * n_true and matched >= 0.8 * len(res)
-    assert acc >= 0.6  # measured 0.833 of 54 cells; chance 1/3
+    # over seeds: 0.84-0.96 of the true cells matched, class accuracy 0.72-0.94 (chance 1/3)
+    assert matched >= 0.75 * n_true and matched >= 0.75 * len(res)
+    assert acc >= 0.6
 
 
 def test_a_boxed_image_per_new_image_with_boxes_in_class_colours(runs):
