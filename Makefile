@@ -78,7 +78,7 @@ test-slurm: venv
 # Each paper's protocol end to end on its synthetic scenario (config/test/*.yaml): minutes each,
 # so apart from `make test`; CI runs it after make test.
 # SEED=N trains every model of the protocols with seed N (tests/conftest.py, protocol_seed):
-# another seed stands in for another machine; the tests assert what holds for seeds 0-4.
+# another seed stands in for another machine; the tests assert what held on every seed measured.
 SEED ?= 0
 test-protocols: venv
 	HCSFLOW_PROTOCOL_SEED=$(SEED) $(BIN)/python -m pytest -q tests/protocols

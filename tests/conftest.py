@@ -45,7 +45,7 @@ def protocol_seed() -> int:
     """The training seed of the protocol tests: ``HCSFLOW_PROTOCOL_SEED`` (default 0), e.g.
     ``make test-protocols SEED=3``. Another seed stands in for another machine of the same kind
     (other vector kernels and summation order send a short training elsewhere): the protocol
-    tests assert only what holds for seeds 0-4."""
+    tests assert only what held on every seed measured (README, "Reproduce each paper")."""
     return int(os.environ.get("HCSFLOW_PROTOCOL_SEED", "0"))
 
 

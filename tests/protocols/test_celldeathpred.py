@@ -8,7 +8,7 @@ test plate nothing was tuned on); RF / LogReg / AdaBoost on per-field features; 
 EfficientNet with SupCon + cross-entropy on plate-aware batches and the same network and batches
 with cross-entropy only; well majority votes, UMAP by class and by plate, plate-mixing scores.
 
-Every threshold below holds for training seeds 0-4 (``make test-protocols SEED=N``); figures per
+Every threshold below held on every training seed measured (``make test-protocols SEED=N``); figures per
 seed: ``make bench-protocols`` (README, "Reproduce each paper").
 
 The scenario's truth (``demo_data/truth/wells.tsv``: which wells the ATP filter must keep) is
@@ -121,7 +121,7 @@ def test_plate_mixing_of_supcon_and_cross_entropy(run):
     allu = table.xs("all", level=1)
     for k in ("entropy", "within_class", "class_agreement"):
         figure("celldeathpred", f"SupCon_minus_CE_{k}", allu.loc["SupCon", k] - allu.loc["CE", k])
-    # Both networks mix the plates and keep the classes apart, on every seed (0-4). Whether SupCon
+    # Both networks mix the plates and keep the classes apart, on every seed measured. Whether SupCon
     # mixes them better than CE on the same batches is measured (FIGURE SupCon_minus_CE_*) and
     # reported in the README over seeds, not asserted: it does not hold on every seed.
     # over seeds: entropy of all units 0.73-0.86 (the test plate's focus and fringes), of the two
