@@ -14,7 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONPYCACHEPREFIX ?= $(HOME)/.cache/hcsflow/pycache
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: venv demo demo-repeats report test test-fast test-slurm test-protocols bench-protocols bench lint format install-profile dryrun lock clean help
+.PHONY: venv demo demo-repeats report test test-fast test-slurm test-protocols bench-protocols bench lint format install-profile dryrun docs lock clean help
 
 help:
 	@echo "make demo        set up .venv, then run the whole workflow on the synthetic demo plate"
@@ -26,8 +26,9 @@ help:
 	@echo "make test-slurm  run the workflow through a real one-node SLURM on this machine (root)"
 	@echo "make bench       benchmarks (seconds, peak memory) -> benchmarks/"
 	@echo "make dryrun      snakemake -n on the default (demo) config"
-	@echo "make lint        ruff, snakemake --lint, snakefmt --check and black --check (FORMAT_* files)"
-	@echo "make format      snakefmt + black on the FORMAT_* files"
+	@echo "make lint        ruff, black --check, snakefmt --check (every file), snakemake --lint"
+	@echo "make format      ruff --fix, black, snakefmt on every file"
+	@echo "make docs        regenerate docs/config.md from the config schema"
 	@echo "make install-profile  link profiles/slurm to ~/.config/snakemake/slurm (snakemake --profile slurm)"
 
 venv: $(STAMP)
@@ -102,37 +103,31 @@ bench: venv
 # `make format`). A file joins the list once it has been formatted; see docs/ARCHITECTURE.md,
 # "Lint gates" (black is the Python formatter: snakefmt formats the Python inside .smk files with
 # black, so one style engine and one line length, [tool.black] in pyproject.toml, cover both).
-FORMAT_SMK := Snakefile rules/common.smk rules/classify.smk rules/ingest.smk rules/segment.smk rules/align.smk \
-	rules/crops.smk rules/features.smk rules/labels.smk rules/deep.smk rules/predict.smk
-FORMAT_PY := scripts/hcsflow/checks.py scripts/hcsflow/validate.py scripts/hcsflow/runner.py \
-	scripts/hcsflow/profile_install.py scripts/hcsflow/ingest.py scripts/hcsflow/io.py \
-	scripts/validate_images.py tests/unit/test_checks.py tests/unit/test_profile_install.py \
-	tests/workflow/test_subsets_workflow.py tests/workflow/test_validate_workflow.py \
-	tests/workflow/test_examples_plan.py tests/workflow/test_named_files_workflow.py \
-	scripts/hcsflow/deep/__init__.py scripts/hcsflow/deep/config.py scripts/hcsflow/deep/data.py \
-	scripts/hcsflow/deep/embed.py scripts/hcsflow/deep/gradcam.py scripts/hcsflow/deep/losses.py \
-	scripts/hcsflow/deep/models.py scripts/hcsflow/deep/predict.py scripts/hcsflow/deep/sampling.py \
-	scripts/hcsflow/deep/train.py scripts/train_deep.py scripts/embed_deep.py scripts/gradcam_deep.py \
-	tests/unit/test_deep_data.py tests/unit/test_deep_embed_gradcam.py tests/unit/test_deep_models.py \
-	tests/unit/test_deep_sampling_losses.py tests/unit/test_deep_train.py \
-	tests/workflow/test_deep_workflow.py tests/bench/bench_deep.py
+# Every Python and Snakemake file is under the formatters (the same checks as .pre-commit-config.yaml).
+SMK_FILES := Snakefile $(wildcard rules/*.smk rules/plan/*.smk)
+PY_DIRS := scripts tests
 
 lint: venv
-	$(BIN)/ruff check scripts tests
+	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/black --check --quiet $(PY_DIRS)
+	$(BIN)/snakefmt --check $(SMK_FILES)
 	$(BIN)/snakemake --lint --directory "$$(mktemp -d)" --snakefile Snakefile
-	$(BIN)/snakefmt --check $(FORMAT_SMK)
-	$(BIN)/black --check --quiet $(FORMAT_PY)
 
 format: venv
-	$(BIN)/snakefmt $(FORMAT_SMK)
-	$(BIN)/black --quiet $(FORMAT_PY)
+	$(BIN)/ruff check --fix --quiet $(PY_DIRS)
+	$(BIN)/black --quiet $(PY_DIRS)
+	$(BIN)/snakefmt $(SMK_FILES)
+
+# The config reference is generated from the schema's descriptions (a unit test checks it is current).
+docs: venv
+	PYTHONPATH=scripts $(BIN)/python -m hcsflow.config_reference config/schema/config.schema.yaml -o docs/config.md
 
 # `snakemake --profile slurm` as users type it: Snakemake looks profiles up by name in
 # ~/.config/snakemake (XDG_CONFIG_HOME) and /etc/xdg/snakemake. Links profiles/slurm there; never
 # replaces a different profile of that name (PROFILE_NAME=... installs under another name).
 PROFILE_NAME ?= slurm
 install-profile:
-	$(PYTHON) scripts/hcsflow/profile_install.py --profile profiles/slurm --name $(PROFILE_NAME)
+	PYTHONPATH=scripts $(PYTHON) -m hcsflow.cluster.install --profile profiles/slurm --name $(PROFILE_NAME)
 
 clean:
 	rm -rf results logs .snakemake benchmarks

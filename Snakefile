@@ -46,9 +46,9 @@ include: "rules/common.smk"
 
 rule all:
     default_target: True
-    # Each stage's .smk file adds its final outputs to ALL_TARGETS.
+    # all_targets() in rules/common.smk: the image table and every stage's final outputs.
     input:
-        lambda wildcards: ALL_TARGETS,
+        lambda wildcards: all_targets(),
 
 
 # Stage files in pipeline order (a stage may use what an earlier one defines).

@@ -1,12 +1,9 @@
 # GT-to-CP alignment (nucleocentric align_GT2CP): images with post-hoc GT stain files only, one job
-# per batch of them (hcsflow.batches). The mask input functions shared by crops, features and
-# labels (raw_mask_of, analysis_mask_of, ...) live in rules/common.smk.
+# per batch of them. The masks later stages read (analysis_mask_of, ...) are in rules/plan/align.smk.
+# Library: hcsflow.cells.align. Docs: docs/align.md.
 
-_ALIGNED = f"{RESULTS}/{{plate}}/aligned/{{image}}.{{kind}}"
 
-# one file per job (hcsflow.batches.Layout.job_targets): the job then makes all its outputs
-for _L in GT_BATCH_LAYOUTS:
-    ALL_TARGETS.extend(_L.job_targets(_ALIGNED, kind="shift.parquet"))
+include: "plan/align.smk"
 
 
 for _L in GT_BATCH_LAYOUTS:
@@ -22,11 +19,11 @@ for _L in GT_BATCH_LAYOUTS:
             images=f"{RESULTS}/images.tsv",
             gt=batch_files(_L, gt_files_of),
         output:
-            gt=_L.outputs(_ALIGNED, kind="gt.tif"),
-            cells=_L.outputs(_ALIGNED, kind="cells.tif"),
-            nuclei=_L.outputs(_ALIGNED, kind="nuclei.tif"),
-            table=_L.outputs(_ALIGNED, kind="shift.parquet"),
-            gt_features=_L.outputs(_ALIGNED, kind="gt_features.parquet"),
+            gt=_L.outputs(ALIGNED, kind="gt.tif"),
+            cells=_L.outputs(ALIGNED, kind="cells.tif"),
+            nuclei=_L.outputs(ALIGNED, kind="nuclei.tif"),
+            table=_L.outputs(ALIGNED, kind="shift.parquet"),
+            gt_features=_L.outputs(ALIGNED, kind="gt_features.parquet"),
             qc=[
                 report(
                     qc,
@@ -35,7 +32,7 @@ for _L in GT_BATCH_LAYOUTS:
                     subcategory="{plate}",
                     labels={"plate": "{plate}", "image": Path(qc).name.removesuffix(".qc.png")},
                 )
-                for qc in _L.outputs(_ALIGNED, kind="qc.png")
+                for qc in _L.outputs(ALIGNED, kind="qc.png")
             ],
         log:
             batch_log(_L.rule_name("align_gt")),

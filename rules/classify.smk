@@ -1,18 +1,9 @@
 # Classification on handcrafted features (nucleocentric train_evaluate_RF, CellDeathPred's ML
-# baselines) and the evaluation / well voting that every model shares, classical or deep.
-# Contracts: docs/ARCHITECTURE.md "Classification, deep models, prediction, report".
-# Input functions and model lists: rules/common.smk, "classify" block.
+# baselines) and the evaluation, well votes and plate maps every model shares, classical or deep.
+# Library: hcsflow.classify. Docs: docs/classify.md.
 
-if CLASSIFY_ENABLED:
-    ALL_TARGETS.extend(
-        [
-            f"{CLASSIFY_DIR}/units.parquet",
-            f"{CLASSIFY_DIR}/split.tsv",
-            f"{CLASSIFY_DIR}/summary.tsv",
-        ]
-    )
-if CLASSIFY.get("profiles", {}).get("enabled", True):
-    ALL_TARGETS.append(f"{RESULTS}/profiles/wells.parquet")
+
+include: "plan/classify.smk"
 
 
 rule build_units:

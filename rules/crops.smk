@@ -1,18 +1,9 @@
-# ROI cropping (nucleocentric crop_ROIs + Deeptosis boxes): one .npz of (N, C, P, P) crops and one
-# index table per image and crop type. Masks: aligned ones for images with GT (see align.smk).
-# One job per batch of images (hcsflow.batches) makes every configured crop type: each image and
-# its masks are read once.
+# ROI crops (nucleocentric crop_ROIs + Deeptosis boxes): one .npz of (N, C, P, P) crops and one
+# index table per image and crop type; one job per batch of images makes every crop type (each
+# image and its masks read once). Library: hcsflow.cells.crops. Docs: docs/crops.md.
 
-_CROPS = f"{RESULTS}/{{plate}}/crops/{{crop_type}}/{{image}}.{{ext}}"
 
-# One crop file per job (hcsflow.batches.Layout.job_targets): the job then makes all its outputs.
-for _L in BATCH_LAYOUTS if config["crops"]["types"] else []:
-    ALL_TARGETS.extend(_L.job_targets(_CROPS, crop_type=config["crops"]["types"][0], ext="npz"))
-for _ct in config["crops"]["types"]:
-    if config["crops"]["export_tiff"]:
-        ALL_TARGETS.extend(
-            per_image(f"{RESULTS}/{{plate}}/crops_tiff/{{crop_type}}/{{image}}", crop_type=_ct)
-        )
+include: "plan/crops.smk"
 
 
 _CROP_TYPES = list(config["crops"]["types"])
@@ -31,11 +22,11 @@ if _CROP_TYPES:
                 images=f"{RESULTS}/images.tsv",
             output:
                 # type-major: every image of the first crop type, then of the second, ...
-                crops=[f for ct in _CROP_TYPES for f in _L.outputs(_CROPS, crop_type=ct, ext="npz")],
+                crops=[f for ct in _CROP_TYPES for f in _L.outputs(CROPS, crop_type=ct, ext="npz")],
                 index=[
                     f
                     for ct in _CROP_TYPES
-                    for f in _L.outputs(_CROPS, crop_type=ct, ext="index.parquet")
+                    for f in _L.outputs(CROPS, crop_type=ct, ext="index.parquet")
                 ],
             log:
                 batch_log(_L.rule_name("crop_rois")),

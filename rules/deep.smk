@@ -1,27 +1,14 @@
 # Deep classifiers (nucleocentric ResNet CNN, CellDeathPred EfficientNet + SupCon with plate-aware
 # batches, Deeptosis ViT): timm models on crops or whole fields, trained on the units and split of
-# results/classify/units.parquet. Each writes the predictions contract into
-# results/classify/{model}/, so evaluate_model (rules/classify.smk) scores and votes it like any
-# classical model. Library: scripts/hcsflow/deep/. Contracts: docs/ARCHITECTURE.md.
+# results/classify/units.parquet; each writes the predictions contract into results/classify/{model}/,
+# so evaluate_model (rules/classify.smk) scores it like a classical model.
+# Library: hcsflow.deep. Docs: docs/deep.md.
 
-# Planning (DEEP_MODELS, deep_inputs, ...) lives in rules/common.smk, section deep.
+
+include: "plan/deep.smk"
+
+
 _DEEP = f"{CLASSIFY_DIR}/{{model}}"
-
-for _m in DEEP_RUNS:
-    ALL_TARGETS.extend(
-        f"{CLASSIFY_DIR}/{_m}/{f}"
-        for f in (
-            "model.pt",
-            "history.tsv",
-            "curves.png",
-            "embeddings.parquet",
-            "umap.png",
-            "mixing.tsv",
-        )
-    )
-    ALL_TARGETS.extend(classify_evaluation(_m))
-    if DEEP_GRADCAM["enabled"] and _m in DEEP_MODELS:  # GradCAM of repeat 0 only
-        ALL_TARGETS.append(f"{CLASSIFY_DIR}/{_m}/gradcam.png")
 
 
 rule train_deep:

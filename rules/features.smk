@@ -1,9 +1,12 @@
 # Handcrafted features (nucleocentric get_intensity_features + get_texture_features): one Parquet
-# per image (one job per batch of images, hcsflow.batches), merged per plate and for the whole run (pycytominer-readable).
+# per image (one job per batch of images), merged per plate and for the run (pycytominer-readable).
+# Library: hcsflow.cells.features. Docs: docs/features.md.
+
+
+include: "plan/features.smk"
+
 
 _FEATURES = f"{RESULTS}/{{plate}}/features/{{image}}.parquet"
-
-ALL_TARGETS.append(f"{RESULTS}/features.parquet")
 
 
 for _L in BATCH_LAYOUTS:

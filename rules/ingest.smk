@@ -1,4 +1,9 @@
-# Demo plate generation and ingest (the source works' "rename", done without touching raw files).
+# Ingest: the demo plates (when demo.enabled), the content check of every raw file, the image
+# table and links with canonical names (the source works' "rename", without touching raw files).
+# Library: hcsflow.ingest. Docs: docs/ingest.md.
+
+
+include: "plan/ingest.smk"
 
 
 localrules:

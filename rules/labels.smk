@@ -1,7 +1,8 @@
-# Ground-truth labels (nucleocentric set_GT_threshold, automated): layout condition per well, and
-# per-cell classes from threshold rules on the aligned GT stains in co-culture wells.
+# GT labels (nucleocentric): per-cell classes from threshold rules on the aligned GT stains.
+# Library: hcsflow.cells.labels. Docs: docs/labels.md.
 
-ALL_TARGETS.append(f"{RESULTS}/labels.parquet")
+
+include: "plan/labels.smk"
 
 
 rule gt_labels:

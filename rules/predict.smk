@@ -1,22 +1,10 @@
-# Prediction on new plates (Deeptosis predict_cells.py, done right): a trained model -- one of
-# this run's (classify.models / deep.models) or another run's model.json -- applied to the cells
-# of predict.plates, in batches. Per plate: one row per segmented cell; per image: a boxed overlay;
-# per model: predictions.parquet, results.csv, per-image counts/ratios, well calls, plate heatmaps.
+# Prediction on new plates (Deeptosis predict_cells.py): a trained model -- one of this run's or
+# another run's model.json -- applied to every segmented cell of predict.plates: results.csv, boxed
+# images, per-image summaries, well calls, plate heatmaps.
+# Library: hcsflow.predict. Docs: docs/predict.md.
 
-# Planning (models, plates, input functions, params): rules/common.smk, block "predict".
 
-if _PRED_MODELS and _PRED_PLATES:
-    for _name in _PRED_MODELS:
-        ALL_TARGETS.extend(
-            f"{RESULTS}/predict/{_name}/{f}"
-            for f in ["predictions.parquet", "results.csv", "image_summary.csv", "wells.parquet"]
-        )
-        ALL_TARGETS.extend(f"{RESULTS}/predict/{_name}/heatmap_{p}.png" for p in _PRED_PLATES)
-        ALL_TARGETS.extend(
-            per_image(
-                f"{RESULTS}/predict/{_name}/boxed/{{plate}}/{{image}}.png", table=_PRED_IMAGES
-            )
-        )
+include: "plan/predict.smk"
 
 
 rule predict_features:

@@ -1,8 +1,10 @@
-# Segmentation: cells (Cellpose or classical), nuclei (StarDist, Cellpose or classical), the
-# fetch_models local rule, training (CELLULAR protocol), evaluation and object counts.
-# Library: scripts/hcsflow/{segmentation,models,segtrain,segeval}.py; docs: docs/segmentation.md.
-# Constants (SEG...) and planning functions: rules/common.smk, block "segmentation" (which calls
-# hcsflow.plan). Segmentation and the baseline run one job per batch of images (hcsflow.batches).
+# Segmentation: nuclei (StarDist, Cellpose or threshold) and cells (Cellpose or threshold), one job
+# per batch of images; fetch_models (login node), Cellpose / StarDist training (CELLULAR protocol),
+# evaluation against true masks, object counts. Library: hcsflow.segment. Docs: docs/segment.md.
+
+
+include: "plan/segment.smk"
+
 
 SEG_SPEC_KEYS = ("models_dir", "gpu", "min_contrast", "threshold", "cells", "nuclei")
 
@@ -196,10 +198,6 @@ if SEG["nuclei"]["method"] != "none":
             script:
                 "../scripts/segment_nuclei.py"
 
-    # one mask per job (hcsflow.batches.Layout.job_targets): the job then makes all its masks
-    for _L in BATCH_LAYOUTS:
-        ALL_TARGETS.extend(_L.job_targets(f"{RESULTS}/{{plate}}/masks/nuclei/{{image}}.tif"))
-
 
 if SEG["cells"]["method"] != "none":
     _SEG_CELLS_SEEDS = (
@@ -245,12 +243,6 @@ if SEG["cells"]["method"] != "none":
             script:
                 "../scripts/segment_cells.py"
 
-    # one mask per job (hcsflow.batches.Layout.job_targets): the job then makes all its masks
-    for _L in BATCH_LAYOUTS:
-        ALL_TARGETS.extend(_L.job_targets(f"{RESULTS}/{{plate}}/masks/cells/{{image}}.tif"))
-
-
-SEG_TARGETS = [t for t in ("cells", "nuclei") if SEG[t]["method"] != "none"]
 
 if SEG_TARGETS:
 
@@ -283,8 +275,6 @@ if SEG_TARGETS:
             results=lambda wildcards, output: str(Path(output[0]).parents[1]),
         script:
             "../scripts/count_objects.py"
-
-    ALL_TARGETS.append(f"{RESULTS}/segmentation/counts.tsv")
 
 
 # ---- evaluation -------------------------------------------------------------------------------
@@ -392,10 +382,3 @@ if SEG_EVAL["enabled"] and SEG_TARGETS:
             project_z=config["images"].get("project_z", "max"),
         script:
             "../scripts/evaluate_segmentation.py"
-
-    ALL_TARGETS.extend(
-        [
-            f"{RESULTS}/segmentation/eval/per_image.tsv",
-            f"{RESULTS}/segmentation/eval/summary.tsv",
-        ]
-    )

@@ -1,7 +1,8 @@
 """Rule align_gt[_N]: shift the GT stain images of a batch onto their CP images and filter the
 masks (outputs in the order of ``snakemake.params.images``)."""
 
-from hcsflow.alignment import (
+from hcsflow.batches import optional_per_image, split_per_image
+from hcsflow.cells.align import (
     align_gt_to_cp,
     alignment_table,
     channel_indices,
@@ -10,9 +11,8 @@ from hcsflow.alignment import (
     qc_figure,
     read_masks,
 )
-from hcsflow.batches import optional_per_image, split_per_image
-from hcsflow.features import image_features, image_metadata
-from hcsflow.ingest import read_image_table
+from hcsflow.cells.features import image_features, image_metadata
+from hcsflow.ingest.table import read_image_table
 from hcsflow.io import read_image, save_figure, write_labels, write_table, write_tiff
 from hcsflow.runner import for_each_image, rule_logging
 
@@ -38,26 +38,46 @@ with rule_logging(snakemake) as log:
         check_gt(cp.shape, cp_paths, gt.shape, gt_paths, list(par.gt_channels))
         cells_path, nuclei_path = cell_files[i], nucleus_files[i]
         cells, nuclei = read_masks(cells_path, nuclei_path)
-        check_masks(cp.shape[1:], cp_paths, cells=(cells, cells_path or nuclei_path),
-                    nuclei=(nuclei, nuclei_path or cells_path))
+        check_masks(
+            cp.shape[1:],
+            cp_paths,
+            cells=(cells, cells_path or nuclei_path),
+            nuclei=(nuclei, nuclei_path or cells_path),
+        )
         result = align_gt_to_cp(
-            cp, gt, cells, nuclei,
-            cp_channels=cp_idx, gt_channels=gt_idx,
-            min_gt_ratio=cfg["min_gt_ratio"], max_shift=cfg["max_shift"], upsample=cfg["upsample"],
-            window=cfg["window"], center_crop=cfg["center_crop"], clear_border=cfg["clear_border"],
+            cp,
+            gt,
+            cells,
+            nuclei,
+            cp_channels=cp_idx,
+            gt_channels=gt_idx,
+            min_gt_ratio=cfg["min_gt_ratio"],
+            max_shift=cfg["max_shift"],
+            upsample=cfg["upsample"],
+            window=cfg["window"],
+            center_crop=cfg["center_crop"],
+            clear_border=cfg["clear_border"],
             min_overlap=cfg["min_nucleus_overlap"],
         )
         counts = result.objects["reason"].replace("", "kept").value_counts().to_dict()
         # GT stain intensities of the kept cells, for the labels rule (intensity only: cheap).
         gt_feats = image_features(
-            result.gt_aligned, result.cells, result.nuclei, list(par.gt_channels),
-            compartments=("Nuclei", "Cells"), shape=False, texture=None, metadata=meta,
+            result.gt_aligned,
+            result.cells,
+            result.nuclei,
+            list(par.gt_channels),
+            compartments=("Nuclei", "Cells"),
+            shape=False,
+            texture=None,
+            metadata=meta,
         )
         table = alignment_table(result, meta)
         fig = qc_figure(
             cp[cp_idx].max(axis=0),
             gt[gt_idx].max(axis=0) if gt_idx else gt.max(axis=0),
-            result, cells_in=cells, max_size=cfg["qc_max_size"],
+            result,
+            cells_in=cells,
+            max_size=cfg["qc_max_size"],
             title=f"{meta['Metadata_Plate']} {meta['Metadata_Image']}",
         )
         # Everything of this image is computed before its first write; each write is atomic.
@@ -67,7 +87,9 @@ with rule_logging(snakemake) as log:
         write_table(table, out.table[i])
         write_table(gt_feats, out.gt_features[i])
         save_figure(fig, out.qc[i])
-        return (f"shift (dy, dx) = {result.shift}, peak {result.peak:.3f}, ncc {result.ncc:.3f}; "
-                f"cells: {counts}; pairing: {result.pairing}")
+        return (
+            f"shift (dy, dx) = {result.shift}, peak {result.peak:.3f}, ncc {result.ncc:.3f}; "
+            f"cells: {counts}; pairing: {result.pairing}"
+        )
 
     for_each_image(names, one, log)

@@ -5,9 +5,10 @@ the order of ``params.table``."""
 
 import pandas as pd
 
-from hcsflow import io, segeval
+from hcsflow import io
 from hcsflow.batches import split_per_image
 from hcsflow.runner import rule_logging
+from hcsflow.segment import evaluate as segeval
 
 with rule_logging(snakemake) as log:
     table = pd.DataFrame(snakemake.params.table)
@@ -22,4 +23,8 @@ with rule_logging(snakemake) as log:
         rows.append(row)
     df = pd.DataFrame(rows)
     io.write_table(df, snakemake.output[0])
-    log.info("%d images, %s", len(df), {c: int(df[c].sum()) for c in df.columns if c.endswith("_n_count")})
+    log.info(
+        "%d images, %s",
+        len(df),
+        {c: int(df[c].sum()) for c in df.columns if c.endswith("_n_count")},
+    )

@@ -2,11 +2,11 @@
 per image and configured crop type. Output lists are type-major: ``out.crops[t * n + i]`` is crop
 type ``params.crop_types[t]`` of image ``params.images[i]``."""
 
-from hcsflow.alignment import read_field
 from hcsflow.batches import optional_per_image, split_per_image
-from hcsflow.crops import crop_rois, save_crops
-from hcsflow.features import image_metadata
-from hcsflow.ingest import read_image_table
+from hcsflow.cells.align import read_field
+from hcsflow.cells.crops import crop_rois, save_crops
+from hcsflow.cells.features import image_metadata
+from hcsflow.ingest.table import read_image_table
 from hcsflow.io import write_table
 from hcsflow.runner import for_each_image, rule_logging
 
@@ -22,16 +22,30 @@ with rule_logging(snakemake) as log:
 
     def one(i, name):
         meta = image_metadata(image_table, snakemake.wildcards.plate, name)
-        image, cells, nuclei, pairing = read_field(image_files[i], cells_files[i], nuclei_files[i],
-                                                   par.channels, par.project_z, par.min_nucleus_overlap)
+        image, cells, nuclei, pairing = read_field(
+            image_files[i],
+            cells_files[i],
+            nuclei_files[i],
+            par.channels,
+            par.project_z,
+            par.min_nucleus_overlap,
+        )
         done = []
         for t, crop_type in enumerate(par.crop_types):
             settings = dict(par.crops.get(crop_type, {}))
-            crops, index, dropped = crop_rois(image, cells, nuclei, crop_type,
-                                              border=par.crops["border"], **settings)
-            log.info("%s %s crops: %d of shape %s; padded %d; dropped %s; pairing %s", name,
-                     crop_type, len(crops), crops.shape[1:], int(index["padded"].sum()),
-                     dropped["reason"].value_counts().to_dict(), pairing)
+            crops, index, dropped = crop_rois(
+                image, cells, nuclei, crop_type, border=par.crops["border"], **settings
+            )
+            log.info(
+                "%s %s crops: %d of shape %s; padded %d; dropped %s; pairing %s",
+                name,
+                crop_type,
+                len(crops),
+                crops.shape[1:],
+                int(index["padded"].sum()),
+                dropped["reason"].value_counts().to_dict(),
+                pairing,
+            )
             # Index table keyed like the feature tables: row crop_row of the array is this object.
             table = index.rename(columns={"label": "Metadata_ObjectNumber"})
             for k, v in meta.items():
@@ -39,8 +53,14 @@ with rule_logging(snakemake) as log:
             table["Metadata_CropType"] = crop_type
             meta_cols = [*meta.keys(), "Metadata_ObjectNumber", "Metadata_CropType"]
             table = table[meta_cols + [c for c in table.columns if c not in meta_cols]]
-            save_crops(out.crops[t * n + i], crops, index, dropped, par.channels,
-                       compress=par.crops["compress"])
+            save_crops(
+                out.crops[t * n + i],
+                crops,
+                index,
+                dropped,
+                par.channels,
+                compress=par.crops["compress"],
+            )
             write_table(table, out.index[t * n + i])
             done.append(f"{crop_type} {len(crops)}")
         return ", ".join(done)

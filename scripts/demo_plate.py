@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from hcsflow.demo_scenarios import generate_scenario, spec_from_config
+from hcsflow.demo.scenarios import generate_scenario, spec_from_config
 from hcsflow.runner import rule_logging
 
 with rule_logging(snakemake) as log:

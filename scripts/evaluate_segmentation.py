@@ -6,9 +6,11 @@ from pathlib import Path
 import pandas as pd
 from skimage.io import imsave
 
-from hcsflow import io, segeval, segtrain
+from hcsflow import io
 from hcsflow.batches import split_per_image
 from hcsflow.runner import rule_logging
+from hcsflow.segment import evaluate as segeval
+from hcsflow.segment import train as segtrain
 
 with rule_logging(snakemake) as log:
     seg = snakemake.params.seg
@@ -16,11 +18,20 @@ with rule_logging(snakemake) as log:
     targets = list(snakemake.params.targets)
     n = len(table)
     # input lists are target-major (params.targets), each in the order of params.table
-    pred_files = dict(zip(targets, split_per_image(snakemake.input.pred, len(targets), "input.pred"),
-                          strict=True))
-    baseline_files = (dict(zip(targets, split_per_image(snakemake.input.baseline, len(targets),
-                                                        "input.baseline"), strict=True))
-                      if snakemake.input.baseline else {})
+    pred_files = dict(
+        zip(targets, split_per_image(snakemake.input.pred, len(targets), "input.pred"), strict=True)
+    )
+    baseline_files = (
+        dict(
+            zip(
+                targets,
+                split_per_image(snakemake.input.baseline, len(targets), "input.baseline"),
+                strict=True,
+            )
+        )
+        if snakemake.input.baseline
+        else {}
+    )
     raw_files = split_per_image(snakemake.input.images, n, "input.images")
     ths = list(seg["evaluate"]["iou_thresholds"])
     overlay_dir = Path(snakemake.output.overlays)
@@ -30,7 +41,11 @@ with rule_logging(snakemake) as log:
     rows = []
     for i, r in table.iterrows():
         plate, image = r["plate"], r["image"]
-        raw = io.read_image(raw_files[i], project_z=snakemake.params.project_z) if seg["evaluate"]["overlays"] else None
+        raw = (
+            io.read_image(raw_files[i], project_z=snakemake.params.project_z)
+            if seg["evaluate"]["overlays"]
+            else None
+        )
         for target, method in methods.items():
             files = segtrain.find_mask_files(seg["train"]["masks"], plate, image, target)
             if len(files) == 1 and "*" not in seg["train"]["masks"]:
@@ -43,9 +58,20 @@ with rule_logging(snakemake) as log:
             for name, path in preds.items():
                 pred = io.read_labels(path)
                 if pred.shape != truth.shape:
-                    raise ValueError(f"{path}: mask shape {pred.shape} differs from the true mask {truth.shape}")
-                rows.append({"target": target, "method": name, "plate": plate, "image": image,
-                             "well": r["well"], "split": r["split"], **segeval.evaluate_pair(truth, pred, ths)})
+                    raise ValueError(
+                        f"{path}: mask shape {pred.shape} differs from the true mask {truth.shape}"
+                    )
+                rows.append(
+                    {
+                        "target": target,
+                        "method": name,
+                        "plate": plate,
+                        "image": image,
+                        "well": r["well"],
+                        "split": r["split"],
+                        **segeval.evaluate_pair(truth, pred, ths),
+                    }
+                )
                 if raw is not None and name == method:
                     rgb = segeval.outline_overlay(raw, pred, truth)
                     with io.atomic_path(tmp_dir / f"{plate}_{image}.{target}.png") as tmp:
@@ -56,5 +82,9 @@ with rule_logging(snakemake) as log:
     io.write_table(summary, snakemake.output.summary)
     shutil.rmtree(overlay_dir, ignore_errors=True)
     tmp_dir.rename(overlay_dir)
-    cols = ["target", "method", "n_images", "n_true", "n_pred"] + [f"ap@{t:g}" for t in ths] + ["pixel_f1"]
+    cols = (
+        ["target", "method", "n_images", "n_true", "n_pred"]
+        + [f"ap@{t:g}" for t in ths]
+        + ["pixel_f1"]
+    )
     log.info("summary:\n%s", summary[cols].to_string(index=False))

@@ -3,7 +3,7 @@
 import shutil
 from pathlib import Path
 
-from hcsflow.crops import crops_to_tiffs, load_crops
+from hcsflow.cells.crops import crops_to_tiffs, load_crops
 from hcsflow.runner import rule_logging
 
 with rule_logging(snakemake) as log:

@@ -1,10 +1,10 @@
 """Rule extract_features[_N]: per-cell intensity, shape and texture features of a batch of images
 (one table per image, ``output.tables[i]`` for ``params.images[i]``)."""
 
-from hcsflow.alignment import read_field
 from hcsflow.batches import optional_per_image, split_per_image
-from hcsflow.features import image_features, image_metadata
-from hcsflow.ingest import read_image_table
+from hcsflow.cells.align import read_field
+from hcsflow.cells.features import image_features, image_metadata
+from hcsflow.ingest.table import read_image_table
 from hcsflow.io import write_table
 from hcsflow.runner import for_each_image, rule_logging
 
@@ -21,14 +21,25 @@ with rule_logging(snakemake) as log:
 
     def one(i, name):
         meta = image_metadata(image_table, snakemake.wildcards.plate, name)
-        image, cells, nuclei, pairing = read_field(image_files[i], cells_files[i], nuclei_files[i],
-                                                   par.channels, par.project_z, par.min_nucleus_overlap)
+        image, cells, nuclei, pairing = read_field(
+            image_files[i],
+            cells_files[i],
+            nuclei_files[i],
+            par.channels,
+            par.project_z,
+            par.min_nucleus_overlap,
+        )
         texture = dict(cfg["texture"])
         table = image_features(
-            image, cells, nuclei, par.channels,
-            compartments=cfg["compartments"], shape=cfg["shape"],
+            image,
+            cells,
+            nuclei,
+            par.channels,
+            compartments=cfg["compartments"],
+            shape=cfg["shape"],
             texture=texture if texture.pop("enabled") else None,
-            patch_size=cfg["patch_size"], metadata=meta,
+            patch_size=cfg["patch_size"],
+            metadata=meta,
         )
         write_table(table, out.tables[i])
         return f"{len(table)} cells x {table.shape[1]} columns; pairing {pairing}"

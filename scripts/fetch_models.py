@@ -1,7 +1,7 @@
 """Rule fetch_models (local rule, login node): download pretrained weights into models_dir."""
 
-from hcsflow import models
 from hcsflow.runner import rule_logging
+from hcsflow.segment import models
 
 with rule_logging(snakemake) as log:
     d = snakemake.params.models_dir

@@ -3,8 +3,8 @@
 import pandas as pd
 import pyarrow.parquet as pq
 
-from hcsflow.features import METADATA_COLUMNS, merge_tables
-from hcsflow.gtlabels import (
+from hcsflow.cells.features import METADATA_COLUMNS, merge_tables
+from hcsflow.cells.labels import (
     label_cells,
     parse_rules,
     resolve_thresholds,
@@ -27,8 +27,9 @@ with rule_logging(snakemake) as log:
             f"fix labels.classes or gt.channels"
         )
     column_of = {m: f"{cfg['compartment']}_{m}_{cfg['measurement']}" for m in markers}
-    gt_tables = [pd.read_parquet(p, columns=[*METADATA_COLUMNS, *column_of.values()])
-                 for p in inp.gt]
+    gt_tables = [
+        pd.read_parquet(p, columns=[*METADATA_COLUMNS, *column_of.values()]) for p in inp.gt
+    ]
     # the plates' merged tables, rows of the images without GT (the others come from inp.gt)
     no_gt = snakemake.params.images_without_gt
     other_tables = []
@@ -40,23 +41,50 @@ with rule_logging(snakemake) as log:
     for col in column_of.values():
         if col not in table.columns:
             table[col] = float("nan")
-    log.info("%d cells from %d GT and %d non-GT images", len(table), len(gt_tables),
-             sum(len(v) for v in no_gt.values()))
+    log.info(
+        "%d cells from %d GT and %d non-GT images",
+        len(table),
+        len(gt_tables),
+        sum(len(v) for v in no_gt.values()),
+    )
 
     suggested = suggest_thresholds(table, rules, column_of) if rules else {}
     thresholds = resolve_thresholds(cfg["thresholds"], suggested, markers)
-    labels = label_cells(table, rules, column_of, thresholds, gt_conditions=cfg["gt_conditions"],
-                         other=cfg["other"])
+    labels = label_cells(
+        table, rules, column_of, thresholds, gt_conditions=cfg["gt_conditions"], other=cfg["other"]
+    )
     thr_table = pd.DataFrame(
-        [{"marker": m, "column": column_of[m], "threshold": thresholds[m],
-          "source": "config" if cfg["thresholds"].get(m, "auto") != "auto" else suggested[m]["method"],
-          "suggested": suggested[m]["threshold"], "n_positive_cells": suggested[m]["n_pos"],
-          "n_negative_cells": suggested[m]["n_neg"]} for m in markers],
-        columns=["marker", "column", "threshold", "source", "suggested", "n_positive_cells",
-                 "n_negative_cells"],
+        [
+            {
+                "marker": m,
+                "column": column_of[m],
+                "threshold": thresholds[m],
+                "source": (
+                    "config"
+                    if cfg["thresholds"].get(m, "auto") != "auto"
+                    else suggested[m]["method"]
+                ),
+                "suggested": suggested[m]["threshold"],
+                "n_positive_cells": suggested[m]["n_pos"],
+                "n_negative_cells": suggested[m]["n_neg"],
+            }
+            for m in markers
+        ],
+        columns=[
+            "marker",
+            "column",
+            "threshold",
+            "source",
+            "suggested",
+            "n_positive_cells",
+            "n_negative_cells",
+        ],
     )
     log.info("thresholds: %s", thresholds)
-    log.info("labels by source: %s", labels.groupby(["label_source", "label"], dropna=False).size().to_dict())
+    log.info(
+        "labels by source: %s",
+        labels.groupby(["label_source", "label"], dropna=False).size().to_dict(),
+    )
 
     if markers:
         fig = scatter_figure(labels, markers, column_of, thresholds, list(rules))

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from hcsflow.features import merge_tables
+from hcsflow.cells.features import merge_tables
 from hcsflow.io import write_table
 from hcsflow.runner import rule_logging
 

@@ -4,7 +4,8 @@ colour on a contrast-stretched grey composite of the field)."""
 import pandas as pd
 
 from hcsflow.io import read_image
-from hcsflow.predict import boxed_image, load_model_info, write_png
+from hcsflow.predict.boxed import boxed_image, write_png
+from hcsflow.predict.model import load_model_info
 from hcsflow.runner import rule_logging
 
 with rule_logging(snakemake) as log:
@@ -12,7 +13,13 @@ with rule_logging(snakemake) as log:
     info = load_model_info(inp.model)
     results = pd.read_parquet(inp.cells, filters=[("image", "==", wc.image)])
     image = read_image(list(inp.image), project_z=par.project_z)
-    rgb = boxed_image(image, results, info["classes"], list(par.channels), par.settings,
-                      title=f"{info['name']}  {wc.plate} {wc.image}")
+    rgb = boxed_image(
+        image,
+        results,
+        info["classes"],
+        list(par.channels),
+        par.settings,
+        title=f"{info['name']}  {wc.plate} {wc.image}",
+    )
     log.info("%d boxes; classes %s", len(results), results["class_name"].value_counts().to_dict())
     write_png(out.boxed, rgb)

@@ -1,18 +1,18 @@
 """Rule predict_features: a classical model on the feature rows of every image of one plate, in
 batches; one row per segmented cell (results.csv columns + predictions contract)."""
 
-from hcsflow.features import image_metadata
-from hcsflow.ingest import read_image_table
+from hcsflow.cells.features import image_metadata
+from hcsflow.ingest.table import read_image_table
+from hcsflow.ingest.validate import plate_pixel_types
 from hcsflow.io import read_labels, read_table, write_table
-from hcsflow.predict import (
+from hcsflow.predict.cells import predict_plate
+from hcsflow.predict.model import (
     check_compatible,
     check_run_inputs,
     load_model_info,
-    predict_plate,
     sklearn_predictor,
 )
 from hcsflow.runner import limit_threads, rule_logging
-from hcsflow.validate import plate_pixel_types
 
 with rule_logging(snakemake) as log:
     inp, out, par, wc = snakemake.input, snakemake.output, snakemake.params, snakemake.wildcards
@@ -21,24 +21,46 @@ with rule_logging(snakemake) as log:
     table = read_image_table(inp.images)
     # the same check as at parse time, now that every image exists (a demo plate did not then)
     for accepted in check_run_inputs(
-        info, plate_pixel_types(table, [wc.plate]).values(), crops_cfg=par.crops,
-        pixel_size_um=par.pixel_size_um, accept=par.settings.get("accept_mismatch") or [],
+        info,
+        plate_pixel_types(table, [wc.plate]).values(),
+        crops_cfg=par.crops,
+        pixel_size_um=par.pixel_size_um,
+        accept=par.settings.get("accept_mismatch") or [],
         where=f"the images of {wc.plate}",
     ):
         log.warning("accepted (predict.accept_mismatch): %s", accepted)
 
     def load_inputs(entry):
         features = read_table(entry["features"])
-        check_compatible(info, par.channels, feature_columns=features.columns,
-                         where=f"the features of {wc.plate}/{entry['image']} ({entry['features']})")
+        check_compatible(
+            info,
+            par.channels,
+            feature_columns=features.columns,
+            where=f"the features of {wc.plate}/{entry['image']} ({entry['features']})",
+        )
         return features, features[[c for c in features.columns if c.startswith("Metadata_")]]
 
     images = [
-        {"plate": wc.plate, "image": im, "filename": raw, "features": feat,
-         "metadata": image_metadata(table, wc.plate, im), "cells": lambda p=cells: read_labels(p)}
-        for im, raw, feat, cells in zip(par.images, par.raw_first, inp.features, inp.cells, strict=True)
+        {
+            "plate": wc.plate,
+            "image": im,
+            "filename": raw,
+            "features": feat,
+            "metadata": image_metadata(table, wc.plate, im),
+            "cells": lambda p=cells: read_labels(p),
+        }
+        for im, raw, feat, cells in zip(
+            par.images, par.raw_first, inp.features, inp.cells, strict=True
+        )
     ]
-    cells = predict_plate(images, load_inputs, sklearn_predictor(info), info, par.class_map,
-                          batch_size=int(par.settings.get("batch_size", 256)),
-                          box_padding=int(par.settings.get("box_padding", 5)), log=log)
+    cells = predict_plate(
+        images,
+        load_inputs,
+        sklearn_predictor(info),
+        info,
+        par.class_map,
+        batch_size=int(par.settings.get("batch_size", 256)),
+        box_padding=int(par.settings.get("box_padding", 5)),
+        log=log,
+    )
     write_table(cells, out.cells)

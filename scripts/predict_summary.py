@@ -3,10 +3,11 @@ image_summary.csv), the well calls and one plate heatmap per predicted plate."""
 
 import pandas as pd
 
+from hcsflow.classify.voting import plate_heatmap, vote_wells
 from hcsflow.io import save_figure, write_table
-from hcsflow.predict import image_summary, load_model_info, split_cell_table
+from hcsflow.predict.cells import image_summary, split_cell_table
+from hcsflow.predict.model import load_model_info
 from hcsflow.runner import rule_logging
-from hcsflow.voting import plate_heatmap, vote_wells
 
 with rule_logging(snakemake) as log:
     inp, out, par = snakemake.input, snakemake.output, snakemake.params
@@ -19,18 +20,34 @@ with rule_logging(snakemake) as log:
     wells = vote_wells(predictions, min_units=int(par.min_units))
     empty = summary[summary["total_cells"] == 0]
     if len(empty):
-        log.warning("%d image(s) without any segmented cell (listed in image_summary.csv with 0 "
-                    "cells): %s", len(empty), ", ".join(empty["plate"] + "/" + empty["image"]))
-    log.info("%d images, %d segmented cells, %d predicted, %d wells", len(summary), len(results),
-             len(predictions), len(wells))
+        log.warning(
+            "%d image(s) without any segmented cell (listed in image_summary.csv with 0 "
+            "cells): %s",
+            len(empty),
+            ", ".join(empty["plate"] + "/" + empty["image"]),
+        )
+    log.info(
+        "%d images, %d segmented cells, %d predicted, %d wells",
+        len(summary),
+        len(results),
+        len(predictions),
+        len(wells),
+    )
     called = wells.dropna(subset=["true_class"])
     if len(called):
-        log.info("wells with a known class: %d of %d called right",
-                 int((called["majority_class"] == called["true_class"]).sum()), len(called))
+        log.info(
+            "wells with a known class: %d of %d called right",
+            int((called["majority_class"] == called["true_class"]).sum()),
+            len(called),
+        )
     write_table(predictions, out.predictions)
     write_table(results, out.results)
     write_table(summary, out.summary)
     write_table(wells, out.wells)
     for plate, path in zip(par.plates, out.heatmaps, strict=True):
-        save_figure(plate_heatmap(wells, plate, classes,
-                                  title=f"{info['name']} on {plate}: majority vote per well"), path)
+        save_figure(
+            plate_heatmap(
+                wells, plate, classes, title=f"{info['name']} on {plate}: majority vote per well"
+            ),
+            path,
+        )

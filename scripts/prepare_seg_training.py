@@ -1,15 +1,16 @@
 """Rule prepare_seg_training: training arrays for Cellpose (cells) and StarDist (nuclei).
 
-Images get the same input recipe as at segmentation time (hcsflow.segmentation); true masks are
+Images get the same input recipe as at segmentation time (hcsflow.segment.methods); true masks are
 label images, or per-object binary masks combined into one (CELLULAR).
 """
 
 import numpy as np
 import pandas as pd
 
-from hcsflow import io, segtrain
+from hcsflow import io
 from hcsflow.runner import rule_logging
-from hcsflow.segmentation import prepare_cells_input, prepare_nuclei_input, spec_from_config
+from hcsflow.segment import train as segtrain
+from hcsflow.segment.methods import prepare_cells_input, prepare_nuclei_input, spec_from_config
 
 
 def read_truth(template, plate, image, target, shape):
@@ -24,7 +25,9 @@ def read_truth(template, plate, image, target, shape):
     else:
         labels = segtrain.combine_object_masks([io.read_file(f).max(axis=0) for f in files])
     if labels.shape != tuple(shape):
-        raise ValueError(f"{files[0]}: true mask has shape {labels.shape} but the image is {tuple(shape)}")
+        raise ValueError(
+            f"{files[0]}: true mask has shape {labels.shape} but the image is {tuple(shape)}"
+        )
     return labels
 
 
@@ -44,9 +47,13 @@ with rule_logging(snakemake) as log:
             spec = specs[target]
             y = read_truth(template, row["plate"], row["image"], target, image.shape[1:])
             if target == "cells":
-                x = prepare_cells_input(image, spec.cyto_idx, spec.nuclear_idx, spec.pmin, spec.pmax, spec.median_size)
+                x = prepare_cells_input(
+                    image, spec.cyto_idx, spec.nuclear_idx, spec.pmin, spec.pmax, spec.median_size
+                )
             else:
-                x = prepare_nuclei_input(image, spec.nuclear_idx, spec.pmin, spec.pmax, spec.median_size)
+                x = prepare_nuclei_input(
+                    image, spec.nuclear_idx, spec.pmin, spec.pmax, spec.median_size
+                )
             out[target][f"x_{i}"] = x.astype(np.float32)
             out[target][f"y_{i}"] = y.astype(np.int32)
     ids = np.array([f"{p}/{im}" for p, im in zip(used["plate"], used["image"], strict=True)])

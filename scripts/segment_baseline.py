@@ -4,7 +4,7 @@ targets (outputs in the order of ``snakemake.params.images``)."""
 from hcsflow import io
 from hcsflow.batches import split_per_image
 from hcsflow.runner import for_each_image, rule_logging
-from hcsflow.segmentation import segment_image, spec_from_config
+from hcsflow.segment.methods import segment_image, spec_from_config
 
 with rule_logging(snakemake) as log:
     seg, channels = snakemake.params.seg, snakemake.params.channels

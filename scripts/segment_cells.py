@@ -1,4 +1,4 @@
-"""Rule segment_cells[_N]: whole-cell label masks of a batch of fields (see hcsflow.segmentation).
+"""Rule segment_cells[_N]: whole-cell label masks of a batch of fields (see hcsflow.segment.methods).
 
 The model is loaded once; the fields are segmented one by one and each mask is written as soon
 as it is ready (atomically), in the order of ``snakemake.params.images`` = ``output.masks``.
@@ -8,18 +8,23 @@ from hcsflow.runner import limit_threads
 
 limit_threads(snakemake.threads)  # before numpy / torch / TensorFlow are imported
 
-from hcsflow import io, models  # noqa: E402
+from hcsflow import io  # noqa: E402
 from hcsflow.batches import split_per_image  # noqa: E402
 from hcsflow.runner import for_each_image, rule_logging  # noqa: E402
-from hcsflow.segmentation import segment_image  # noqa: E402
+from hcsflow.segment import models  # noqa: E402
+from hcsflow.segment.methods import segment_image  # noqa: E402
 
 with rule_logging(snakemake) as log:
     names = list(snakemake.params.images)
     images = split_per_image(snakemake.input.images, len(names), "input.images")
-    nuclei = (split_per_image(snakemake.input.nuclei, len(names), "input.nuclei")
-              if snakemake.input.nuclei else [[] for _ in names])
-    spec = models.ready_target(snakemake.params.seg, "cells", snakemake.params.channels,
-                               snakemake.params.model, log)
+    nuclei = (
+        split_per_image(snakemake.input.nuclei, len(names), "input.nuclei")
+        if snakemake.input.nuclei
+        else [[] for _ in names]
+    )
+    spec = models.ready_target(
+        snakemake.params.seg, "cells", snakemake.params.channels, snakemake.params.model, log
+    )
 
     def one(i, name):
         image = io.read_image(images[i], project_z=snakemake.params.project_z)

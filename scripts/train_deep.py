@@ -13,9 +13,9 @@ with rule_logging(snakemake) as log:
     from hcsflow.deep.data import load_model_inputs
     from hcsflow.deep.models import check_architecture
     from hcsflow.deep.train import fit_from_units, history_figure, remove_checkpoints
-    from hcsflow.ingest import read_image_table
-    from hcsflow.predict import input_record
-    from hcsflow.validate import plate_pixel_types
+    from hcsflow.ingest.table import read_image_table
+    from hcsflow.ingest.validate import plate_pixel_types
+    from hcsflow.predict.model import input_record
 
     name, cfg, out = snakemake.wildcards.model, dict(snakemake.params.model), snakemake.output
     check_architecture(cfg["architecture"], cfg.get("image_size"))  # before any data is read

@@ -3,10 +3,10 @@ layout) before any job reads them; write the per-file report only when every che
 
 import pandas as pd
 
+from hcsflow.ingest.layout import layout_for_plates
+from hcsflow.ingest.validate import raise_problems, validate_plate
 from hcsflow.io import write_table
-from hcsflow.layout import layout_for_plates
 from hcsflow.runner import rule_logging
-from hcsflow.validate import raise_problems, validate_plate
 
 with rule_logging(snakemake) as log:
     par = snakemake.params

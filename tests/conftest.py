@@ -56,7 +56,7 @@ def protocol_config(name: str, seed: int | None = None) -> dict:
     cfg = yaml.safe_load((REPO / "config" / "test" / f"{name}.yaml").read_text())
     seed = protocol_seed() if seed is None else seed
     if seed:
-        train = ((cfg.get("segmentation") or {}).get("train") or {})
+        train = (cfg.get("segmentation") or {}).get("train") or {}
         for tool in ("cellpose", "stardist"):
             if isinstance(train.get(tool), dict):
                 train[tool]["seed"] = seed
@@ -82,16 +82,28 @@ def run_protocol(tmp_path_factory, name: str, timeout: int = 3000) -> Path:
     return root
 
 
-def run_snakemake(workdir: Path, config: dict, targets=(), extra=(), check=True,
-                  timeout=1800) -> subprocess.CompletedProcess:
+def run_snakemake(
+    workdir: Path, config: dict, targets=(), extra=(), check=True, timeout=1800
+) -> subprocess.CompletedProcess:
     """Run the real workflow with ``config`` in ``workdir``; return the finished process."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cfg_path = workdir / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(cfg_path), "--cores", "2", "--show-failed-logs",
-           *extra, *targets]
+    cmd = [
+        SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(cfg_path),
+        "--cores",
+        "2",
+        "--show-failed-logs",
+        *extra,
+        *targets,
+    ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     if check and proc.returncode != 0:
@@ -114,7 +126,7 @@ def checksums(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory) -> Path:
     """A tiny demo plate written by the generator (3 images), shared by the session's tests."""
-    from hcsflow.demo import DemoSpec, generate
+    from hcsflow.demo.plate import DemoSpec, generate
 
     out = tmp_path_factory.mktemp("tiny_demo")
     generate(out, DemoSpec(n_plates=1, wells_per_condition=1, n_fields=1), progress=False)

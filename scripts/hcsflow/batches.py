@@ -3,7 +3,7 @@
 Snakemake output lists cannot depend on wildcards, so a batched rule enumerates its outputs from
 a fixed list of *suffixes* and one wildcard, ``{batch}``, the image-id prefix they share: with
 ``by='well'`` the batch ``B-03`` and suffixes ``-01, -02`` stand for the images ``B-03-01`` and
-``B-03-02`` (image ids are ``{row}-{col:02d}-{field:02d}``, see hcsflow.ingest.image_id). Batches
+``B-03-02`` (image ids are ``{row}-{col:02d}-{field:02d}``, see hcsflow.ingest.table.image_id). Batches
 with the same suffixes share one :class:`Layout`, i.e. one rule; a regular plate (every well has
 the same fields) has one layout per stage, so one rule and ``n_wells`` jobs. Irregular plates (a
 missing field) or ``size`` smaller than a well add layouts (``segment_cells_2`` ...).
@@ -57,9 +57,7 @@ class Layout:
     def outputs(self, pattern: str, **fmt) -> list[str]:
         """``pattern`` (with ``{plate}``, ``{image}`` and ``fmt`` keys) for each member, as
         Snakemake output patterns with the wildcards ``{plate}`` and ``{batch}``."""
-        return [
-            pattern.format(plate="{plate}", image="{batch}" + s, **fmt) for s in self.suffixes
-        ]
+        return [pattern.format(plate="{plate}", image="{batch}" + s, **fmt) for s in self.suffixes]
 
     def constraints(self) -> dict[str, str]:
         """Wildcard constraints: this layout's plates and batches where another layout has a
@@ -74,7 +72,8 @@ class Layout:
         (Snakemake reruns a job when any of its outputs is missing). Requesting every image's
         file from `rule all` cost ~35,000 extra file look-ups for a 384-well plate."""
         return [
-            pattern.format(plate=p, image=b + self.suffixes[0], **fmt) for p, b in sorted(self.pairs)
+            pattern.format(plate=p, image=b + self.suffixes[0], **fmt)
+            for p, b in sorted(self.pairs)
         ]
 
     def targets(self, pattern: str, **fmt) -> list[str]:
@@ -96,7 +95,7 @@ def split_image_id(image: str, by: str) -> tuple[str, str]:
     m = IMAGE_ID.match(str(image))
     if not m:
         raise BatchPlanError(
-            f"image id {image!r} is not ROW-CC-FF (e.g. B-03-01); batching needs hcsflow.ingest ids"
+            f"image id {image!r} is not ROW-CC-FF (e.g. B-03-01); batching needs hcsflow.ingest.table ids"
         )
     if by == "well":
         return f"{m['row']}-{m['col']}", f"-{m['field']}"
@@ -115,7 +114,9 @@ def plan_batches(images: pd.DataFrame, size: int = 0, by: str = "well") -> pd.Da
     if size < 0:
         raise BatchPlanError(f"batch.size must be >= 0 (0: no limit), not {size}")
     if by not in BY:
-        raise BatchPlanError(f"batch.by must be one of {BY}, not {by!r}; fix batch.by in the config")
+        raise BatchPlanError(
+            f"batch.by must be one of {BY}, not {by!r}; fix batch.by in the config"
+        )
     cols = ["plate", "image", "batch", "suffix", "layout"]
     if images.empty:
         return pd.DataFrame(columns=cols)

@@ -25,9 +25,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from hcsflow.alignment import align_gt_to_cp, shift_image  # noqa: E402
-from hcsflow.crops import crop_rois, save_crops  # noqa: E402
-from hcsflow.features import DEFAULT_TEXTURE, image_features  # noqa: E402
+from hcsflow.cells.align import align_gt_to_cp, shift_image  # noqa: E402
+from hcsflow.cells.crops import crop_rois, save_crops  # noqa: E402
+from hcsflow.cells.features import DEFAULT_TEXTURE, image_features  # noqa: E402
 
 
 def synthetic_field(size: int = 2048, n_cells: int = 500, seed: int = 0):
@@ -96,8 +96,9 @@ def main(argv=None) -> dict:
         for crop_type in ("cell", "nucleus", "nucleocentric", "bbox"):
             (crops, index, dropped), s, mib = measure(crop_rois, image, cells, nuclei, crop_type)
             record(f"crop {crop_type}", s, mib, f"-> {crops.shape}")
-            _, s, mib = measure(save_crops, Path(tmp) / f"{crop_type}.npz", crops, index, dropped,
-                                channels)
+            _, s, mib = measure(
+                save_crops, Path(tmp) / f"{crop_type}.npz", crops, index, dropped, channels
+            )
             size_mib = (Path(tmp) / f"{crop_type}.npz").stat().st_size / 2**20
             record(f"save {crop_type} (.npz compressed)", s, mib, f"{size_mib:.1f} MiB on disk")
             del crops
@@ -107,7 +108,9 @@ def main(argv=None) -> dict:
     record("features + texture (default)", s, mib, f"-> {table.shape}")
 
     gt, _ = shift_image(image[:2], (7, -11))
-    res, s, mib = measure(align_gt_to_cp, image, gt, cells, nuclei, cp_channels=[0], gt_channels=[0])
+    res, s, mib = measure(
+        align_gt_to_cp, image, gt, cells, nuclei, cp_channels=[0], gt_channels=[0]
+    )
     record("align GT (2 channels)", s, mib, f"shift {res.shift}")
     results["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(f"process max RSS {results['max_rss_mib']} MiB")

@@ -61,8 +61,12 @@ def write_config(root: Path, batch_by: str = "well", batch_size: int = 0) -> Pat
             "channel_ids": ["1", "2", "3", "4"],
         },
         "segmentation": {
-            "cells": {"method": "cellpose", "model": "cyto3", "channels": ["FITC", "Cy3", "Cy5"],
-                      "nuclear_channel": "DAPI"},
+            "cells": {
+                "method": "cellpose",
+                "model": "cyto3",
+                "channels": ["FITC", "Cy3", "Cy5"],
+                "nuclear_channel": "DAPI",
+            },
             "nuclei": {"method": "stardist", "model": "2D_versatile_fluo", "channel": "DAPI"},
         },
     }
@@ -82,7 +86,9 @@ def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, str]:
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    CPU[" ".join(cmd[-3:])] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    CPU[" ".join(cmd[-3:])] = (after.ru_utime - before.ru_utime) + (
+        after.ru_stime - before.ru_stime
+    )
     out = proc.stdout + proc.stderr
     if proc.returncode:
         sys.exit(f"failed: {' '.join(cmd)}\n{out[-4000:]}")
@@ -94,14 +100,25 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=16)
     ap.add_argument("--cols", type=int, default=24)
     ap.add_argument("--fields", type=int, default=9)
-    ap.add_argument("--batch-by", default="well", choices=["well", "row"],
-                    help="config batch.by (default: well = one job per well and stage)")
+    ap.add_argument(
+        "--batch-by",
+        default="well",
+        choices=["well", "row"],
+        help="config batch.by (default: well = one job per well and stage)",
+    )
     ap.add_argument("--batch-size", type=int, default=0, help="config batch.size (0: whole well)")
-    ap.add_argument("--group-size", type=int, default=None,
-                    help="HCSFLOW_GROUP_SIZE and HCSFLOW_GPU_GROUP_SIZE (default: the profile's)")
-    ap.add_argument("--no-bytecode-cache", action="store_true",
-                    help="keep PYTHONDONTWRITEBYTECODE as the environment has it (then every "
-                         "snakemake start compiles Snakemake's modules again, ~5 s of CPU)")
+    ap.add_argument(
+        "--group-size",
+        type=int,
+        default=None,
+        help="HCSFLOW_GROUP_SIZE and HCSFLOW_GPU_GROUP_SIZE (default: the profile's)",
+    )
+    ap.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="keep PYTHONDONTWRITEBYTECODE as the environment has it (then every "
+        "snakemake start compiles Snakemake's modules again, ~5 s of CPU)",
+    )
     args = ap.parse_args()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HCSFLOW_")}
     env.update(HCSFLOW_USE_CONDA="0", TF_CPP_MIN_LOG_LEVEL="2")
@@ -111,8 +128,9 @@ def main() -> None:
         env.setdefault("PYTHONPYCACHEPREFIX", str(Path.home() / ".cache/hcsflow/pycache"))
         env.pop("PYTHONDONTWRITEBYTECODE", None)
     if args.group_size:
-        env.update(HCSFLOW_GROUP_SIZE=str(args.group_size),
-                   HCSFLOW_GPU_GROUP_SIZE=str(args.group_size))
+        env.update(
+            HCSFLOW_GROUP_SIZE=str(args.group_size), HCSFLOW_GPU_GROUP_SIZE=str(args.group_size)
+        )
 
     with tempfile.TemporaryDirectory(prefix="hcsflow-dag-") as tmp:
         root = Path(tmp)
@@ -122,11 +140,20 @@ def main() -> None:
         config = write_config(root, args.batch_by, args.batch_size)
         work = root / "work"
         work.mkdir()
-        base = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(work),
-                "--configfile", str(config)]
+        base = [
+            SNAKEMAKE,
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(work),
+            "--configfile",
+            str(config),
+        ]
         t_parse, _ = timed([*base, "--list-rules"], work, env)
         t_plain, _ = timed([*base, "-n", "--cores", "1"], work, env)
-        t_plan, plan = timed([*base, "-n", "--profile", str(REPO / "profiles" / "slurm")], work, env)
+        t_plan, plan = timed(
+            [*base, "-n", "--profile", str(REPO / "profiles" / "slurm")], work, env
+        )
 
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.split("Job stats:")[1].split("\n\n")[0], re.M))
     total = int(stats.pop("total"))
@@ -136,19 +163,27 @@ def main() -> None:
     grouped_jobs = len(re.findall(r"^    rule (\w+):", plan, re.M))
     per_group = {g: groups.count(g) for g in sorted(set(groups))}
 
-    print(f"plate: {n_images} images ({args.rows} x {args.cols} wells x {args.fields} fields), "
-          f"{n_images * len(CHANNELS)} empty files written in {t_files:.1f} s; "
-          f"batch.by {args.batch_by}, batch.size {args.batch_size}; bytecode cache: "
-          f"{env.get('PYTHONPYCACHEPREFIX') or ('none' if env.get('PYTHONDONTWRITEBYTECODE') else 'the venv')}")
+    print(
+        f"plate: {n_images} images ({args.rows} x {args.cols} wells x {args.fields} fields), "
+        f"{n_images * len(CHANNELS)} empty files written in {t_files:.1f} s; "
+        f"batch.by {args.batch_by}, batch.size {args.batch_size}; bytecode cache: "
+        f"{env.get('PYTHONPYCACHEPREFIX') or ('none' if env.get('PYTHONDONTWRITEBYTECODE') else 'the venv')}"
+    )
     cpu = list(CPU.values())
-    print(f"parse the workflow (snakemake --list-rules):     {t_parse:6.1f} s  (CPU {cpu[0]:.1f} s)")
-    print(f"plan the run, local (snakemake -n --cores 1):     {t_plain:6.1f} s  (CPU {cpu[1]:.1f} s)")
+    print(
+        f"parse the workflow (snakemake --list-rules):     {t_parse:6.1f} s  (CPU {cpu[0]:.1f} s)"
+    )
+    print(
+        f"plan the run, local (snakemake -n --cores 1):     {t_plain:6.1f} s  (CPU {cpu[1]:.1f} s)"
+    )
     print(f"plan the run (snakemake -n --profile slurm):     {t_plan:6.1f} s  (CPU {cpu[2]:.1f} s)")
     print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
     print(f"jobs in the plan: {total}  ({', '.join(f'{k} {v}' for k, v in stats.items())})")
-    print(f"cluster jobs: {len(groups) + len(singles)} = {len(groups)} group jobs "
-          f"({', '.join(f'{g}: {n}' for g, n in per_group.items())}) holding {grouped_jobs} "
-          f"per-image jobs + {len(singles)} single jobs ({', '.join(sorted(set(singles)))})")
+    print(
+        f"cluster jobs: {len(groups) + len(singles)} = {len(groups)} group jobs "
+        f"({', '.join(f'{g}: {n}' for g, n in per_group.items())}) holding {grouped_jobs} "
+        f"per-image jobs + {len(singles)} single jobs ({', '.join(sorted(set(singles)))})"
+    )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,9 @@ def summarise(figures: pd.DataFrame) -> pd.DataFrame:
     value of each seed."""
     figures = figures.drop_duplicates(["protocol", "seed", "figure"], keep="last")
     g = figures.groupby(["protocol", "figure"], sort=False)["value"]
-    out = pd.DataFrame({"n_seeds": g.size(), "mean": g.mean(), "sd": g.std(ddof=1),
-                        "min": g.min(), "max": g.max()})
+    out = pd.DataFrame(
+        {"n_seeds": g.size(), "mean": g.mean(), "sd": g.std(ddof=1), "min": g.min(), "max": g.max()}
+    )
     per_seed = figures.pivot_table(index=["protocol", "figure"], columns="seed", values="value")
     per_seed.columns = [f"seed{c}" for c in per_seed.columns]
     return out.join(per_seed).reset_index()
@@ -40,15 +41,22 @@ def summarise(figures: pd.DataFrame) -> pd.DataFrame:
 
 def markdown(table: pd.DataFrame) -> str:
     """One line per protocol figure: ``mean +- sd (min-max, n seeds)``, for the README."""
-    lines = ["| protocol | figure | mean +- sd | min - max | seeds |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "| protocol | figure | mean +- sd | min - max | seeds |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for r in table.itertuples():
         sd = "" if pd.isna(r.sd) else f" +- {r.sd:.3f}"
-        lines.append(f"| {r.protocol} | {r.figure} | {r.mean:.3f}{sd} | {r.min:.3f} - {r.max:.3f} | {r.n_seeds} |")
+        lines.append(
+            f"| {r.protocol} | {r.figure} | {r.mean:.3f}{sd} | {r.min:.3f} - {r.max:.3f} | {r.n_seeds} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("logs", nargs="+")
     ap.add_argument("-o", "--out", default=None, help="TSV to write (default: print only)")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table instead")

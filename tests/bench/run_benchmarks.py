@@ -29,12 +29,15 @@ def main(argv: list[str]) -> int:
     for script in scripts:
         print(f"== {script.name}", flush=True)
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(script)], cwd=REPO, env=env,
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, str(script)], cwd=REPO, env=env, capture_output=True, text=True
+        )
         report = proc.stdout + (f"\n[stderr]\n{proc.stderr[-4000:]}" if proc.returncode else "")
         (out_dir / f"{script.stem}.txt").write_text(report)
         print(report.rstrip())
-        print(f"   ({time.perf_counter() - start:.0f} s, exit {proc.returncode}) -> benchmarks/{script.stem}.txt")
+        print(
+            f"   ({time.perf_counter() - start:.0f} s, exit {proc.returncode}) -> benchmarks/{script.stem}.txt"
+        )
         if proc.returncode:
             failed.append(script.name)
     if failed:

@@ -47,8 +47,12 @@ def _well_accuracy(run, model: str) -> tuple[float, int, float, int]:
     held = wells[wells["split"] == "test"]
     preds = pd.read_parquet(run / f"results/classify/{model}/predictions.parquet")
     test = preds[preds["split"] == "test"]
-    return (float((held["majority_class"] == held["true_class"]).mean()), len(held),
-            float((test["pred_class"] == test["true_class"]).mean()), len(test))
+    return (
+        float((held["majority_class"] == held["true_class"]).mean()),
+        len(held),
+        float((test["pred_class"] == test["true_class"]).mean()),
+        len(test),
+    )
 
 
 def _mixing(run, model: str) -> pd.DataFrame:
@@ -63,8 +67,11 @@ def test_atp_filter_dropped_exactly_the_out_of_range_wells(run, split):
     for plate in plates:
         got = set(dropped.loc[dropped["Metadata_Plate"] == plate, "Metadata_Well"])
         assert got == set(truth.loc[~truth["keep"], "well"]), plate
-        kept = set(split.loc[(split["Metadata_Plate"] == plate) & (split["split"] != "filtered"),
-                             "Metadata_Well"])
+        kept = set(
+            split.loc[
+                (split["Metadata_Plate"] == plate) & (split["split"] != "filtered"), "Metadata_Well"
+            ]
+        )
         assert kept == set(truth.loc[truth["keep"], "well"]), plate
     # the filter dropped wells on both sides of the range, and kept the DMSO controls (ATP ~1)
     status = truth.set_index("well")["atp_status"]
@@ -94,8 +101,9 @@ def test_supcon_and_ce_trained_on_the_same_plate_aware_batches(run):
         assert b["summary"]["units_per_plate_and_class"] == [5, 5]
         assert b["summary"]["batch_size"] == [30, 30]
         for comp in b["first_epoch"]:
-            assert len(comp) == 2 and all(counts == {c: 5 for c in sorted(CLASSES)}
-                                          for counts in comp.values())
+            assert len(comp) == 2 and all(
+                counts == {c: 5 for c in sorted(CLASSES)} for counts in comp.values()
+            )
     supcon = json.loads((run / "results/classify/SupCon/model.json").read_text())
     ce = json.loads((run / "results/classify/CE/model.json").read_text())
     assert supcon["batches"]["first_epoch"] == ce["batches"]["first_epoch"]  # the same batches
@@ -109,10 +117,12 @@ def test_plate_mixing_of_supcon_and_cross_entropy(run):
         for split in ("all", "train"):
             m = mix[mix["split"] == split].set_index(["class", "metric"])["value"]
             within = m.xs("knn_plate_entropy", level="metric").drop("all")
-            rows[(model, split)] = dict(entropy=m[("all", "knn_plate_entropy")],
-                                        within_class=within.mean(),
-                                        silhouette_plate=m[("all", "silhouette_plate")],
-                                        class_agreement=m[("all", "knn_class_agreement")])
+            rows[(model, split)] = dict(
+                entropy=m[("all", "knn_plate_entropy")],
+                within_class=within.mean(),
+                silhouette_plate=m[("all", "silhouette_plate")],
+                class_agreement=m[("all", "knn_class_agreement")],
+            )
     table = pd.DataFrame(rows).T
     print(f"plate mixing (kNN plate entropy: 1 = mixed, 0 = separated):\n{table}")
     for (model, split), row in table.iterrows():
@@ -142,8 +152,10 @@ def test_umap_figures_by_class_and_by_plate(run):
 def test_well_votes_on_the_unseen_plate(run):
     scores = {m: _well_accuracy(run, m) for m in BASELINES + DEEP}
     for m, (wacc, nw, facc, nf) in scores.items():
-        print(f"{m}: unseen plate: field accuracy {facc:.3f} ({nf} fields), "
-              f"well majority vote {wacc:.3f} ({nw} wells)")
+        print(
+            f"{m}: unseen plate: field accuracy {facc:.3f} ({nf} fields), "
+            f"well majority vote {wacc:.3f} ({nw} wells)"
+        )
         figure("celldeathpred", f"{m}_test_well_accuracy", wacc)
         figure("celldeathpred", f"{m}_test_field_accuracy", facc)
     for m in BASELINES + DEEP:

@@ -88,10 +88,16 @@ def test_vit_on_bounding_boxes_beats_chance_on_held_out_wells(runs):
         f"ViT held-out wells: cell accuracy {cell_acc:.3f}, well-vote accuracy {well_acc:.3f} "
         f"({len(held)} wells)"
     )
-    n_test = int((pd.read_parquet(train / "results/classify/ViT/predictions.parquet")["split"]
-                  == "test").sum())
-    row = metrics[(metrics["level"] == "unit") & (metrics["split"] == "test")
-                  & (metrics["metric"] == "accuracy")]
+    n_test = int(
+        (
+            pd.read_parquet(train / "results/classify/ViT/predictions.parquet")["split"] == "test"
+        ).sum()
+    )
+    row = metrics[
+        (metrics["level"] == "unit")
+        & (metrics["split"] == "test")
+        & (metrics["metric"] == "accuracy")
+    ]
     assert n_test > 0 and int(row["n"].iloc[0]) == n_test  # every held-out cell evaluated
     # over training seeds (README, "Reproduce each paper"): cell accuracy 0.74-0.95, wells 2 or 3
     # of 3; a ViT from random weights on ~170 cells is one draw per seed, so the floors sit below
@@ -102,7 +108,7 @@ def test_vit_on_bounding_boxes_beats_chance_on_held_out_wells(runs):
 
 def _new_images(pred_run: Path) -> pd.DataFrame:
     """The new images: pseudo-plate id, file name, truth stem (the scenario's truth/images.tsv)."""
-    from hcsflow.ingest import read_image_table
+    from hcsflow.ingest.table import read_image_table
 
     table = read_image_table(pred_run / "results/images.tsv")
     truth = pd.read_csv(pred_run / "demo_data/truth/images.tsv", sep="\t")
@@ -189,7 +195,11 @@ def test_a_boxed_image_per_new_image_with_boxes_in_class_colours(runs):
         path = pred_run / PRED / "boxed" / "new" / f"{im.image}.png"
         rgb = np.asarray(Image.open(path).convert("RGB"))
         # the field + the legend strip (lines of 24 px: entries that do not fit wrap)
-        assert rgb.shape[1:] == (256, 3) and rgb.shape[0] in (256 + 24, 256 + 48, 256 + 72), im.filename
+        assert rgb.shape[1:] == (256, 3) and rgb.shape[0] in (
+            256 + 24,
+            256 + 48,
+            256 + 72,
+        ), im.filename
         sure = res[(res["filename"] == im.filename) & (res["confidence"] >= 0.5)]
         for cell in sure.itertuples():  # the top edge of every confident box in its class colour
             edge = rgb[cell.y1, cell.x1 : cell.x2 + 1]

@@ -98,8 +98,10 @@ def test_thresholds_from_monocultures_and_labels_agree_with_truth(run):
             n += 1
             right += truth[(plate, image, best)] == cell.gt_class
     called = labels["gt_class"].isin(CLASSES).mean()
-    print(f"GT labels: {n} segmented cells matched to a true cell with a GT class, "
-          f"{right / n:.3f} agree with the true class; {called:.3f} of all cells got a class")
+    print(
+        f"GT labels: {n} segmented cells matched to a true cell with a GT class, "
+        f"{right / n:.3f} agree with the true class; {called:.3f} of all cells got a class"
+    )
     figure("nucleocentric", "gt_label_agreement", right / n)
     assert n >= 0.7 * len(labels)
     assert right / n >= 0.95
@@ -120,8 +122,10 @@ def test_model_beats_chance_on_held_out_wells(run, model):
     wells = pd.read_parquet(run / f"results/classify/{model}/wells.parquet")
     held = wells[(wells["split"] == "test") & wells["true_class"].notna()]
     well_acc = float((held["majority_class"] == held["true_class"]).mean())
-    print(f"{model}: held-out cell accuracy {cell_acc:.3f} (balanced {bal_acc:.3f}, {n_cells} cells), "
-          f"monoculture well votes {well_acc:.3f} ({len(held)} wells)")
+    print(
+        f"{model}: held-out cell accuracy {cell_acc:.3f} (balanced {bal_acc:.3f}, {n_cells} cells), "
+        f"monoculture well votes {well_acc:.3f} ({len(held)} wells)"
+    )
     figure("nucleocentric", f"{model}_cell_accuracy", cell_acc)
     figure("nucleocentric", f"{model}_balanced_accuracy", bal_acc)
     figure("nucleocentric", f"{model}_well_accuracy", well_acc)

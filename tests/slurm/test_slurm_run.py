@@ -24,7 +24,7 @@ import pytest
 import tifffile
 
 from conftest import REPO, SNAKEMAKE
-from hcsflow.evaluate import check_predictions
+from hcsflow.classify.evaluate import check_predictions
 
 pytestmark = pytest.mark.slurm
 
@@ -47,12 +47,17 @@ PROFILE_ENV = {
 # ... and of its settings for a real cluster: squeue status checks (no accounting database),
 # a short first status check, 2 CPUs per job at most (this node has 2), no retries, keep job logs.
 SLURM_ARGS = [
-    "--slurm-status-command", "squeue",
-    "--slurm-init-seconds-before-status-checks", "5",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "5",
     "--slurm-keep-successful-logs",
-    "--cores", "2",
-    "--retries", "0",
-    "--latency-wait", "10",
+    "--cores",
+    "2",
+    "--retries",
+    "0",
+    "--latency-wait",
+    "10",
 ]
 # Outputs that legitimately differ between two runs: model weights and training curves
 # (multi-threaded training is not bit-reproducible), logs and Snakemake's own files.
@@ -69,10 +74,21 @@ def _scratch() -> Path:
 def _snakemake(workdir: Path, extra: list[str], env_extra: dict, timeout: int):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HCSFLOW_")}
     env.update(env_extra, TF_CPP_MIN_LOG_LEVEL="2")
-    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(CONFIG), *extra, *TARGETS]
+    cmd = [
+        SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(CONFIG),
+        *extra,
+        *TARGETS,
+    ]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=workdir)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=workdir
+    )
     seconds = time.perf_counter() - start
     out = proc.stdout + proc.stderr
     (workdir / "snakemake.out").write_text(out)
@@ -82,8 +98,9 @@ def _snakemake(workdir: Path, extra: list[str], env_extra: dict, timeout: int):
 
 def _slurm_jobs(workdir: Path) -> list[dict]:
     """Every job this cluster ran in ``workdir`` (scontrol keeps them for MinJobAge=3600 s)."""
-    out = subprocess.run(["scontrol", "show", "job", "-o"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["scontrol", "show", "job", "-o"], capture_output=True, text=True, check=True
+    ).stdout
     jobs = []
     for line in out.splitlines():
         fields = dict(re.findall(r"(\w+)=(\S*)", line))
@@ -116,15 +133,19 @@ def local_run(slurm_run):
 def test_jobs_went_through_sbatch_and_reflect_the_grouping(slurm_run):
     jobs, plan, out = slurm_run["jobs"], slurm_run["plan"], slurm_run["out"]
     assert jobs, "no SLURM job ran in the run's directory"
-    assert {j["JobState"] for j in jobs} == {"COMPLETED"}, [(j["JobId"], j["JobState"]) for j in jobs]
+    assert {j["JobState"] for j in jobs} == {"COMPLETED"}, [
+        (j["JobId"], j["JobState"]) for j in jobs
+    ]
 
     # The plan: group jobs, and ungrouped jobs of rules that are not local.
     local = set(re.findall(r"^localrule (\w+):", out, re.M)) | {"all"}
     planned_groups = re.findall(r"Group job (\w+) ", plan)
     planned_single = [r for r in re.findall(r"^rule (\w+):", plan, re.M) if r not in local]
     per_image_jobs = len(re.findall(r"^    rule (\w+):", plan, re.M))
-    print(f"{len(jobs)} cluster jobs: {len(planned_groups)} group jobs standing for "
-          f"{per_image_jobs} per-image jobs + {len(planned_single)} single jobs")
+    print(
+        f"{len(jobs)} cluster jobs: {len(planned_groups)} group jobs standing for "
+        f"{per_image_jobs} per-image jobs + {len(planned_single)} single jobs"
+    )
     assert len(jobs) == len(planned_groups) + len(planned_single)
 
     # 6 wells of 1 field = 6 batches (batch.by: well), each one chain per group (nuclei -> cells;
@@ -183,8 +204,10 @@ def test_deep_rules_ran_on_the_gpu_partition_and_fell_back_to_cpu(slurm_run, rul
     assert job["Partition"] == "local_gpu" and job["JobState"] == "COMPLETED", job
     assert "gres:gpu:1" in job.get("TresPerJob", "") + job.get("TresPerNode", ""), job
     record = _job_records()[job["JobId"]]
-    print(f"{rule}: JobId={record['JobId']} Partition={record['Partition']} "
-          f"JobState={record['JobState']} Tres={record.get('Tres', '')}")
+    print(
+        f"{rule}: JobId={record['JobId']} Partition={record['Partition']} "
+        f"JobState={record['JobState']} Tres={record.get('Tres', '')}"
+    )
     assert record["Partition"] == "local_gpu" and record["JobState"] == "COMPLETED", record
     # SLURM gave the job the (fake) GPU 0 (it sets CUDA_VISIBLE_DEVICES only for a job holding a
     # GPU); torch found no CUDA device behind it.
@@ -202,8 +225,13 @@ def test_deep_model_predictions_obey_the_contract(slurm_run):
     keys = ["Metadata_Plate", "Metadata_Image", "Metadata_ObjectNumber"]
     meta = [c for c in units.columns if c.startswith("Metadata_")]
     assert len(pred) == len(units) > 0 and set(meta) <= set(pred.columns)
-    both = pred.merge(units[[*keys, "class", "split"]], on=keys, how="left",
-                      validate="one_to_one", suffixes=("", "_unit"))
+    both = pred.merge(
+        units[[*keys, "class", "split"]],
+        on=keys,
+        how="left",
+        validate="one_to_one",
+        suffixes=("", "_unit"),
+    )
     assert (both["true_class"] == both["class"]).all()
     assert (both["split"] == both["split_unit"]).all()
     assert set(pred["split"]) == {"train", "test"}  # 1 well per class each, no validation wells
@@ -215,7 +243,9 @@ def test_deep_model_predictions_obey_the_contract(slurm_run):
     metrics = pd.read_csv(root / DEEP_MODEL / "metrics.tsv", sep="\t")
     acc = metrics.query("level == 'unit' and split == 'test' and metric == 'accuracy'")["value"]
     test = pred[pred["split"] == "test"]
-    assert float(acc.iloc[0]) == pytest.approx(float((test["pred_class"] == test["true_class"]).mean()))
+    assert float(acc.iloc[0]) == pytest.approx(
+        float((test["pred_class"] == test["true_class"]).mean())
+    )
     summary = pd.read_csv(root / "summary.tsv", sep="\t")
     assert set(summary["model"]) == {DEEP_MODEL} and set(summary["level"]) == {"unit", "well"}
 
@@ -239,18 +269,21 @@ def _same(a: Path, b: Path) -> bool:
     if suffix == ".npz":
         with np.load(a) as x, np.load(b) as y:
             return sorted(x.files) == sorted(y.files) and all(
-                np.array_equal(x[k], y[k]) for k in x.files)
+                np.array_equal(x[k], y[k]) for k in x.files
+            )
     return a.read_bytes() == b.read_bytes()
 
 
 def test_outputs_equal_those_of_a_local_run(slurm_run, local_run):
     def files(root):
-        return {str(p.relative_to(root)) for p in (root / "results").rglob("*")
-                if p.is_file() and not NOT_COMPARED.match(str(p.relative_to(root)))}
+        return {
+            str(p.relative_to(root))
+            for p in (root / "results").rglob("*")
+            if p.is_file() and not NOT_COMPARED.match(str(p.relative_to(root)))
+        }
 
     slurm_files, local_files = files(slurm_run["dir"]), files(local_run)
     assert slurm_files == local_files
     assert any(f.endswith("features.parquet") for f in local_files)
-    different = [f for f in sorted(local_files)
-                 if not _same(slurm_run["dir"] / f, local_run / f)]
+    different = [f for f in sorted(local_files) if not _same(slurm_run["dir"] / f, local_run / f)]
     assert not different, f"outputs differ from the local run: {different}"

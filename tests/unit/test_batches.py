@@ -109,9 +109,11 @@ def test_irregular_well_gets_its_own_layout_without_ambiguity():
     # no file matches both rules' output patterns
     patterns = [
         re.compile(
-            "^" + "|".join(
-                f"(?:(?:{c['batch']}){re.escape(s)})" for s in lay.suffixes
-            ).join(["(?:", ")"]) + "$"
+            "^"
+            + "|".join(f"(?:(?:{c['batch']}){re.escape(s)})" for s in lay.suffixes).join(
+                ["(?:", ")"]
+            )
+            + "$"
         )
         for lay in layouts
         for c in [lay.constraints()]

@@ -1,4 +1,4 @@
-"""Cross-key config checks (hcsflow.checks), image content checks (hcsflow.validate) and thread
+"""Cross-key config checks (hcsflow.checks), image content checks (hcsflow.ingest.validate) and thread
 limits that apply after numpy is loaded (hcsflow.runner.limit_threads)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import tifffile
 
 from conftest import REPO, load_default_config
 from hcsflow import checks
-from hcsflow.validate import ValidationError, probe_file, raise_problems, validate_plate
+from hcsflow.ingest.validate import ValidationError, probe_file, raise_problems, validate_plate
 
 
 def cfg(
@@ -246,7 +246,7 @@ def test_limit_threads_applies_after_numpy_is_loaded():
 
 # ---- a run with one kind of mask: read_field stands in for the other ---------------------------
 def test_read_field_with_only_one_mask(tmp_path):
-    from hcsflow.alignment import read_field
+    from hcsflow.cells.align import read_field
     from hcsflow.io import write_labels
 
     image = np.ones((2, 20, 20), dtype=np.uint16)

@@ -62,7 +62,9 @@ def test_bad_pattern_stops_with_clear_message(tmp_path):
     cfg["demo"]["enabled"] = False
     (tmp_path / "raw" / "P1").mkdir(parents=True)
     (tmp_path / "raw" / "P1" / "weird_name.tif").write_bytes(b"")
-    cfg["images"].update(raw_dir="raw", pattern=r"(?P<plate>[^/]+)/(?P<well>[A-P]\d{2})_s(?P<field>\d)\.tif")
+    cfg["images"].update(
+        raw_dir="raw", pattern=r"(?P<plate>[^/]+)/(?P<well>[A-P]\d{2})_s(?P<field>\d)\.tif"
+    )
     cfg["gt"] = None
     proc = run_snakemake(tmp_path, cfg, extra=["-n"], check=False)
     assert proc.returncode != 0

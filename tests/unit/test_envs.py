@@ -38,9 +38,23 @@ def test_lock_pins_the_required_stack():
     assert pins["torch"] == "2.15.0" and pins["torchvision"] == "0.29.1"
     assert pins["snakemake"].startswith("9.")
     assert pins["cellpose"].startswith("3.1.")
-    for pkg in ("stardist", "tensorflow-cpu", "tensorboard", "timm", "nd2", "tifffile", "scikit-image",
-                "pandas", "pyarrow", "openpyxl", "scikit-learn", "matplotlib", "tqdm", "pytest",
-                "snakemake-executor-plugin-slurm"):
+    for pkg in (
+        "stardist",
+        "tensorflow-cpu",
+        "tensorboard",
+        "timm",
+        "nd2",
+        "tifffile",
+        "scikit-image",
+        "pandas",
+        "pyarrow",
+        "openpyxl",
+        "scikit-learn",
+        "matplotlib",
+        "tqdm",
+        "pytest",
+        "snakemake-executor-plugin-slurm",
+    ):
         assert pkg in pins, f"{pkg} missing from requirements.lock"
 
 
@@ -50,7 +64,11 @@ def test_every_env_pin_agrees_with_the_lock():
     assert envs, "no conda env files in envs/"
     problems = []
     for path in envs:
-        env_py = [d for d in yaml.safe_load(path.read_text())["dependencies"] if isinstance(d, str) and d.startswith("python")]
+        env_py = [
+            d
+            for d in yaml.safe_load(path.read_text())["dependencies"]
+            if isinstance(d, str) and d.startswith("python")
+        ]
         assert env_py == ["python=3.11"], f"{path.name}: python must be pinned to 3.11 like .venv"
         for name, version in env_pins(path):
             if name not in pins:
@@ -67,7 +85,9 @@ def test_every_rule_names_an_existing_env_file():
         text = smk.read_text()
         for m in re.finditer(r"conda:\s*\n\s*\"([^\"]+)\"", text):
             named.append((smk.name, m.group(1)))
-            assert (smk.parent / m.group(1)).resolve().is_file(), f"{smk.name} names missing env {m.group(1)}"
+            assert (
+                (smk.parent / m.group(1)).resolve().is_file()
+            ), f"{smk.name} names missing env {m.group(1)}"
     assert any(env.endswith("ingest.yaml") for _, env in named)
     # every env file is used by some rule (no stale envs drifting out of date)
     used = {(REPO / "rules" / env).resolve() for _, env in named}

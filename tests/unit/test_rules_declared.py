@@ -26,7 +26,9 @@ PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 # Rules that run Cellpose / StarDist (segmentation or training). Later deep-learning rules are
 # caught by the script check below (they pick their device with hcsflow.runner.torch_device).
 KNOWN_GPU_RULES = {"segment_cells", "segment_nuclei", "train_cellpose", "train_stardist"}
-GPU_SCRIPT_MARKERS = re.compile(r"torch_device\(|^\s*(import|from)\s+(torch|timm|tensorflow)\b", re.M)
+GPU_SCRIPT_MARKERS = re.compile(
+    r"torch_device\(|^\s*(import|from)\s+(torch|timm|tensorflow)\b", re.M
+)
 # A rule asking for at least this much memory must ask for more on a retry.
 MEMORY_HUNGRY_MB = 4000
 
@@ -296,9 +298,23 @@ def test_dry_run_with_the_slurm_profile(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HCSFLOW_")}
     env.update(HCSFLOW_USE_CONDA="0")
     proc = subprocess.run(
-        [SNAKEMAKE, "-n", "--profile", str(PROFILE), "--snakefile", str(REPO / "Snakefile"),
-         "--directory", str(tmp_path), "--configfile", str(DEFAULT_CONFIG)],
-        capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path,
+        [
+            SNAKEMAKE,
+            "-n",
+            "--profile",
+            str(PROFILE),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(DEFAULT_CONFIG),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=tmp_path,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]

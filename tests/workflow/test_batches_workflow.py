@@ -28,7 +28,7 @@ import pytest
 import tifffile
 import yaml
 
-from hcsflow.demo import DemoSpec, generate
+from hcsflow.demo.plate import DemoSpec, generate
 
 REPO = Path(__file__).resolve().parents[2]
 PLATE = "Plate01"
@@ -49,18 +49,24 @@ def _config(batch: dict) -> dict:
         "segmentation": {
             **seg,
             # classical method: no model (the schema's default stands in for `model`)
-            "cells": {**{k: v for k, v in seg["cells"].items() if k != "model"},
-                      "method": "threshold"},
-            "nuclei": {**{k: v for k, v in seg["nuclei"].items() if k != "model"},
-                       "method": "threshold"},
-            "train": {**seg["train"], "cellpose": {**seg["train"]["cellpose"], "enabled": False},
-                      "stardist": {**seg["train"]["stardist"], "enabled": False}},
+            "cells": {
+                **{k: v for k, v in seg["cells"].items() if k != "model"},
+                "method": "threshold",
+            },
+            "nuclei": {
+                **{k: v for k, v in seg["nuclei"].items() if k != "model"},
+                "method": "threshold",
+            },
+            "train": {
+                **seg["train"],
+                "cellpose": {**seg["train"]["cellpose"], "enabled": False},
+                "stardist": {**seg["train"]["stardist"], "enabled": False},
+            },
             "evaluate": {**seg["evaluate"], "enabled": False},
         },
         "alignment": {"masks": "segmentation", "cp_channels": ["DAPI"]},
         "crops": {"types": CROP_TYPES, "export_tiff": False},
-        "features": {"compartments": ["Cells", "Nuclei"],
-                     "texture": {"levels": 16, "angles": [0]}},
+        "features": {"compartments": ["Cells", "Nuclei"], "texture": {"levels": 16, "angles": [0]}},
         "labels": base["labels"],
     }
 
@@ -71,8 +77,18 @@ TARGETS = ["results/features.parquet"] + [
 
 
 def _cmd(work: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work),
-            "--configfile", str(work / "config.yaml"), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(work),
+        "--configfile",
+        str(work / "config.yaml"),
+        *extra,
+    ]
 
 
 def _setup(root: Path, name: str, batch: dict) -> Path:
@@ -85,8 +101,14 @@ def _setup(root: Path, name: str, batch: dict) -> Path:
 
 def _run(work: Path, *extra: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run(_cmd(work, "--cores", "2", *extra, *TARGETS), cwd=work, env=env,
-                          capture_output=True, text=True, timeout=2400)
+    proc = subprocess.run(
+        _cmd(work, "--cores", "2", *extra, *TARGETS),
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=2400,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc
 
@@ -108,8 +130,12 @@ def _outputs(work: Path) -> dict[str, object]:
     files = [res / "masks" / c / f"{im}.tif" for c in ("cells", "nuclei") for im in IMAGES]
     files += [res / "aligned" / f"{im}.{c}.tif" for c in ("cells", "nuclei", "gt") for im in IMAGES]
     files += [res / "aligned" / f"{im}.shift.parquet" for im in IMAGES]
-    files += [res / "crops" / ct / f"{im}{ext}" for ct in CROP_TYPES for im in IMAGES
-              for ext in (".npz", ".index.parquet")]
+    files += [
+        res / "crops" / ct / f"{im}{ext}"
+        for ct in CROP_TYPES
+        for im in IMAGES
+        for ext in (".npz", ".index.parquet")
+    ]
     files += [res / "features" / f"{im}.parquet" for im in IMAGES]
     files += [work / "results" / "features.parquet"]
     return {str(f.relative_to(work)): _content(f) for f in files}
@@ -132,8 +158,11 @@ def _assert_same(a: dict, b: dict, what: str):
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("batches_wf")
-    generate(root / "demo_data", DemoSpec(n_plates=1, wells_per_condition=1, n_fields=2,
-                                          image_size=256), progress=False)
+    generate(
+        root / "demo_data",
+        DemoSpec(n_plates=1, wells_per_condition=1, n_fields=2, image_size=256),
+        progress=False,
+    )
     return root
 
 
@@ -185,9 +214,14 @@ def test_sigkill_mid_batch_then_rerun_incomplete(root, batched):
     work = _setup(root, "killed", {"by": "row", "size": 0})
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     # One job at a time, so the feature batch of row B runs alone and slowly enough to catch.
-    proc = subprocess.Popen(_cmd(work, "--cores", "1", *TARGETS), cwd=work, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        _cmd(work, "--cores", "1", *TARGETS),
+        cwd=work,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     feats = work / "results" / PLATE / "features"
     first, last = feats / "B-02-01.parquet", feats / "B-02-02.parquet"
     deadline = time.time() + 2400

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from hcsflow.demo import DemoSpec, generate
+from hcsflow.demo.plate import DemoSpec, generate
 
 REPO = Path(__file__).resolve().parents[2]
 PLATE = "Plate01"
@@ -33,8 +33,12 @@ def _config() -> dict:
     base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     return {
         "demo": {"enabled": False},
-        "images": {**base["images"], "raw_dir": "demo_data/raw", "layout": "layout.xlsx",
-                   "layout_sheets_extra": ["ATP"]},
+        "images": {
+            **base["images"],
+            "raw_dir": "demo_data/raw",
+            "layout": "layout.xlsx",
+            "layout_sheets_extra": ["ATP"],
+        },
         "gt": None,
         "alignment": {"masks": "demo_data/truth/{plate}/{image}.{compartment}.tif"},
         "crops": {"types": ["nucleus"]},
@@ -45,8 +49,9 @@ def _config() -> dict:
             "classes": {"astro": ["astro"], "SHSY5Y": ["SHSY5Y"]},
             "well_filter": "Metadata_ATP >= 0.3 and Metadata_ATP <= 0.8",
             "split": {"fractions": {"train": 0.5, "valid": 0.0, "test": 0.5}, "seed": 1},
-            "models": {"RF": {"estimator": "RandomForestClassifier",
-                              "params": {"n_estimators": 50}}},
+            "models": {
+                "RF": {"estimator": "RandomForestClassifier", "params": {"n_estimators": 50}}
+            },
             "threads": 1,
         },
     }
@@ -54,9 +59,25 @@ def _config() -> dict:
 
 def _snakemake(workdir: Path, cfg: dict, *targets: str) -> subprocess.CompletedProcess:
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", "--nolock",
-           "--rerun-triggers", "mtime", "params", "--", *targets]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "2",
+        "--nolock",
+        "--rerun-triggers",
+        "mtime",
+        "params",
+        "--",
+        *targets,
+    ]
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900)
 
 
@@ -75,8 +96,11 @@ def _layout(path: Path, culture: pd.DataFrame) -> None:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     work = tmp_path_factory.mktemp("classify_wf")
-    generate(work / "demo_data", DemoSpec(n_plates=1, wells_per_condition=3, n_fields=1,
-                                          image_size=256), progress=False)
+    generate(
+        work / "demo_data",
+        DemoSpec(n_plates=1, wells_per_condition=3, n_fields=1, image_size=256),
+        progress=False,
+    )
     culture = pd.read_excel(work / "demo_data" / "layout.xlsx", sheet_name="Culture", index_col=0)
     # no co-culture wells (their cells have no class without GT): 6 fields to featurise, not 9
     for f in (work / "demo_data" / "raw" / PLATE).glob("r04*"):
@@ -93,8 +117,10 @@ def test_units_split_and_the_well_filter(run):
     units = pd.read_parquet(run / CLS / "units.parquet")
     split = pd.read_csv(run / CLS / "split.tsv", sep="\t")
     labels = pd.read_parquet(run / "results" / "labels.parquet")
-    mono = labels[labels["Metadata_Condition"].isin(["astro", "SHSY5Y"])
-                  & (labels["Metadata_Well"] != FILTERED_WELL)]
+    mono = labels[
+        labels["Metadata_Condition"].isin(["astro", "SHSY5Y"])
+        & (labels["Metadata_Well"] != FILTERED_WELL)
+    ]
     assert len(units) == len(mono)  # every monoculture cell of a kept well
     assert (units["class"] == units["Metadata_Condition"]).all()
     assert units["Metadata_ATP"].dtype.kind == "f" and (units["Metadata_ATP"] == 0.5).all()
@@ -106,7 +132,11 @@ def test_units_split_and_the_well_filter(run):
     assert (units.groupby("Metadata_Well")["split"].nunique() == 1).all()
     # astro: 2 wells -> 1 test + 1 train; SHSY5Y: 3 wells -> round(1.5) = 2 test + 1 train
     assert kept.groupby(["class", "split"]).size().to_dict() == {
-        ("SHSY5Y", "test"): 2, ("SHSY5Y", "train"): 1, ("astro", "test"): 1, ("astro", "train"): 1}
+        ("SHSY5Y", "test"): 2,
+        ("SHSY5Y", "train"): 1,
+        ("astro", "test"): 1,
+        ("astro", "train"): 1,
+    }
     assert units["sampled"].all()
 
 
@@ -117,9 +147,17 @@ def test_model_predictions_metrics_and_votes(run):
     info = json.loads((d / "model.json").read_text())
     assert info["kind"] == "sklearn" and info["classes"] == ["astro", "SHSY5Y"]
     assert info["estimator"] == "RandomForestClassifier" and info["params"]["random_state"] == 1
-    assert 0 < len(info["features"]) and all(f.split("_")[0] in ("Cells", "Nuclei") for f in info["features"])
+    assert 0 < len(info["features"]) and all(
+        f.split("_")[0] in ("Cells", "Nuclei") for f in info["features"]
+    )
     assert len(pred) == len(units)
-    assert list(pred.columns[-5:]) == ["true_class", "pred_class", "confidence", "Prob_astro", "Prob_SHSY5Y"]
+    assert list(pred.columns[-5:]) == [
+        "true_class",
+        "pred_class",
+        "confidence",
+        "Prob_astro",
+        "Prob_SHSY5Y",
+    ]
     np.testing.assert_allclose(pred[["Prob_astro", "Prob_SHSY5Y"]].sum(axis=1), 1.0)
     test = pred[pred["split"] == "test"]
     acc = (test["pred_class"] == test["true_class"]).mean()
@@ -134,7 +172,9 @@ def test_model_predictions_metrics_and_votes(run):
     report = pd.read_csv(d / "class_report.tsv", sep="\t")
     assert set(report["class"]) == {"astro", "SHSY5Y"}
     imp = pd.read_csv(d / "importances.tsv", sep="\t")
-    assert len(imp) == min(20, len(info["features"])) and set(imp["feature"]) <= set(info["features"])
+    assert len(imp) == min(20, len(info["features"])) and set(imp["feature"]) <= set(
+        info["features"]
+    )
     for png in ("confusion.png", "roc.png", f"heatmap_{PLATE}.png", "importances.png"):
         assert (d / png).stat().st_size > 5000, png
     summary = pd.read_csv(run / CLS / "summary.tsv", sep="\t")
@@ -149,7 +189,9 @@ def test_well_profiles(run):
     b02 = feats[feats["Metadata_Well"] == "B02"]
     row = prof.set_index("Metadata_Well").loc["B02"]
     assert row["Metadata_Object_Count"] == len(b02)
-    assert row["Cells_DAPI_Intensity_Mean"] == pytest.approx(b02["Cells_DAPI_Intensity_Mean"].median())
+    assert row["Cells_DAPI_Intensity_Mean"] == pytest.approx(
+        b02["Cells_DAPI_Intensity_Mean"].median()
+    )
     assert row["Metadata_Condition"] == "astro"
 
 
@@ -159,12 +201,18 @@ def _bad_copy(run: Path, name: str) -> Path:
     return bad
 
 
-@pytest.mark.parametrize("name, change, message", [
-    ("absent_class", lambda c: c["classify"]["classes"].update(neuron=["neurons"]),
-     r"class\(es\) \['neuron'\] match no cell"),
-    # (an unknown well-filter column, too few cells for sample_per_class, a training split with
-    # one class: same rule, same path; their messages are checked in tests/unit)
-])
+@pytest.mark.parametrize(
+    "name, change, message",
+    [
+        (
+            "absent_class",
+            lambda c: c["classify"]["classes"].update(neuron=["neurons"]),
+            r"class\(es\) \['neuron'\] match no cell",
+        ),
+        # (an unknown well-filter column, too few cells for sample_per_class, a training split with
+        # one class: same rule, same path; their messages are checked in tests/unit)
+    ],
+)
 def test_bad_classify_input_stops_with_a_clear_message_and_no_output(run, name, change, message):
     import re
 
@@ -217,7 +265,11 @@ def test_repeats_train_every_model_with_successive_seeds_and_summarise_them(run)
         seeds.append(json.loads((d / "model.json").read_text())["params"]["random_state"])
         m = pd.read_csv(d / "metrics.tsv", sep="\t").set_index(["level", "split", "metric"])
         accs.append(m.loc[("unit", "test", "accuracy"), "value"])
-        assert 0 <= m.loc[("well", "test", "accuracy"), "ci_low"] <= m.loc[("well", "test", "accuracy"), "value"]
+        assert (
+            0
+            <= m.loc[("well", "test", "accuracy"), "ci_low"]
+            <= m.loc[("well", "test", "accuracy"), "value"]
+        )
     assert seeds == [1, 2, 3]
     # repeat 0 is the run without repeats, unchanged
     first = pd.read_parquet(run / CLS / "RF" / "predictions.parquet")

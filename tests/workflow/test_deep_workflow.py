@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from hcsflow.demo import DemoSpec, generate
+from hcsflow.demo.plate import DemoSpec, generate
 
 REPO = Path(__file__).resolve().parents[2]
 CLS = "results/classify"

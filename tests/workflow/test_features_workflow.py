@@ -18,7 +18,7 @@ import pytest
 import tifffile
 import yaml
 
-from hcsflow.demo import DemoSpec, generate
+from hcsflow.demo.plate import DemoSpec, generate
 
 REPO = Path(__file__).resolve().parents[2]
 PLATE = "Plate01"
@@ -37,8 +37,10 @@ def _config(workdir: Path) -> dict:
         "gt": {**base["gt"], "raw_dir": "demo_data/gt"},
         "alignment": {"masks": "masks/{plate}/{image}.{compartment}.tif", "cp_channels": ["DAPI"]},
         "crops": {"types": CROP_TYPES, "export_tiff": False},
-        "features": {"compartments": ["Cells", "Nuclei", "Cytoplasm"],
-                     "texture": {"levels": 32, "angles": [0, 90]}},
+        "features": {
+            "compartments": ["Cells", "Nuclei", "Cytoplasm"],
+            "texture": {"levels": 32, "angles": [0, 90]},
+        },
         "labels": base["labels"],
     }
     path = workdir / "config.yaml"
@@ -47,16 +49,32 @@ def _config(workdir: Path) -> dict:
 
 
 def _snakemake(workdir: Path, *targets: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", "--nolock", *targets]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "2",
+        "--nolock",
+        *targets,
+    ]
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=1200)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     work = tmp_path_factory.mktemp("features_wf")
-    generate(work / "demo_data", DemoSpec(n_plates=1, wells_per_condition=1, n_fields=2,
-                                          image_size=256), progress=False)
+    generate(
+        work / "demo_data",
+        DemoSpec(n_plates=1, wells_per_condition=1, n_fields=2, image_size=256),
+        progress=False,
+    )
     truth = work / "demo_data" / "truth" / PLATE
     masks = work / "masks" / PLATE
     masks.mkdir(parents=True)
@@ -77,7 +95,10 @@ def run(tmp_path_factory):
 
 
 def _kept(work: Path) -> pd.DataFrame:
-    tables = [pd.read_parquet(p) for p in sorted((work / "results" / PLATE / "aligned").glob("*.shift.parquet"))]
+    tables = [
+        pd.read_parquet(p)
+        for p in sorted((work / "results" / PLATE / "aligned").glob("*.shift.parquet"))
+    ]
     return pd.concat(tables, ignore_index=True)
 
 
@@ -94,10 +115,12 @@ def test_alignment_recovers_every_known_shift(run):
     # the GT-absent rule drops the demo's unstained cells
     cells = pd.read_csv(work / "demo_data" / "truth" / "cells.tsv", sep="\t")
     table = _kept(work)
-    unstained = cells[~cells["gt_stained"] & cells["image"].isin(with_gt)
-                      & (cells["image"] != EMPTY_IMAGE)]
-    merged = unstained.merge(table, left_on=["image", "label"],
-                             right_on=["Metadata_Image", "Metadata_ObjectNumber"])
+    unstained = cells[
+        ~cells["gt_stained"] & cells["image"].isin(with_gt) & (cells["image"] != EMPTY_IMAGE)
+    ]
+    merged = unstained.merge(
+        table, left_on=["image", "label"], right_on=["Metadata_Image", "Metadata_ObjectNumber"]
+    )
     assert len(merged) == len(unstained) and not merged["kept"].any()
 
 
@@ -136,7 +159,9 @@ def test_crops_and_features_exist_for_every_kept_cell(run):
     features = pd.read_parquet(work / "results" / "features.parquet")
     plate = pd.read_parquet(work / "results" / PLATE / "features.parquet")
     assert len(plate) == len(features)
-    assert features.filter(like="_Texture_").shape[1] == 3 * 4 * 6  # compartments x channels x features
+    assert (
+        features.filter(like="_Texture_").shape[1] == 3 * 4 * 6
+    )  # compartments x channels x features
     assert not features.filter(regex="^(Cells|Cytoplasm)_").isna().any().any()
     for image in images:
         f = features[features["Metadata_Image"] == image]
@@ -148,7 +173,9 @@ def test_crops_and_features_exist_for_every_kept_cell(run):
         assert set(f["Metadata_ObjectNumber"]) == expected, image
         assert (f["Image_Count_Cells"] == len(expected)).all()
         for ct in CROP_TYPES:
-            index = pd.read_parquet(work / "results" / PLATE / "crops" / ct / f"{image}.index.parquet")
+            index = pd.read_parquet(
+                work / "results" / PLATE / "crops" / ct / f"{image}.index.parquet"
+            )
             data = np.load(work / "results" / PLATE / "crops" / ct / f"{image}.npz")
             assert set(index["Metadata_ObjectNumber"]) == expected, (ct, image)
             assert data["crops"].shape == (len(expected), 4, *(2 * [192 if ct == "cell" else 60]))
@@ -172,6 +199,9 @@ def test_gt_image_of_the_wrong_size_fails_clearly_and_leaves_no_output(run):
     # the plate's content check (validate_images) stops it before align_gt starts
     assert not (bad / "logs" / "align_gt").exists()
     log = (bad / "logs" / "validate_images" / f"{PLATE}.log").read_text()
-    assert "demo_data/gt/Plate01/GT_D02_s1.tif (plate Plate01, image D-02-01): GT image is 200x256 px" in log
+    assert (
+        "demo_data/gt/Plate01/GT_D02_s1.tif (plate Plate01, image D-02-01): GT image is 200x256 px"
+        in log
+    )
     assert "Fix: acquire or crop the GT images at the image size" in log
     assert not list((bad / "results" / PLATE / "aligned").glob("D-02-01*"))

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from conftest import checksums, run_snakemake, tiny_demo_config
-from hcsflow.ingest import read_image_table
+from hcsflow.ingest.table import read_image_table
 from hcsflow.io import read_image
 
 pytestmark = pytest.mark.workflow
@@ -34,7 +34,9 @@ def test_ingest_on_demo_plate_keeps_raw_files_identical(tmp_path):
     assert list(table.condition) == ["astro", "SHSY5Y", "coculture"]
     assert (table.n_channels == 4).all()
     for _, row in table.iterrows():
-        assert [Path(p).name for p in row.links] == [f"{row.image}_{c}.tiff" for c in ("DAPI", "FITC", "Cy3", "Cy5")]
+        assert [Path(p).name for p in row.links] == [
+            f"{row.image}_{c}.tiff" for c in ("DAPI", "FITC", "Cy3", "Cy5")
+        ]
         for link, raw in zip(row.links, row.raw_files, strict=True):
             link = tmp_path / link
             assert link.is_symlink() and link.resolve() == (tmp_path / raw).resolve()

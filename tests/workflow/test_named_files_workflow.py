@@ -10,7 +10,7 @@ import pytest
 from skimage.io import imsave
 
 from conftest import checksums, run_snakemake
-from hcsflow.ingest import read_image_table
+from hcsflow.ingest.table import read_image_table
 
 pytestmark = pytest.mark.workflow
 

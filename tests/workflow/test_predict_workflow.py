@@ -18,7 +18,7 @@ import pytest
 import tifffile
 import yaml
 
-from hcsflow.demo import DemoSpec, generate
+from hcsflow.demo.plate import DemoSpec, generate
 
 REPO = Path(__file__).resolve().parents[2]
 NEW = "Plate02"
@@ -30,7 +30,11 @@ def _config(data: Path, **sections) -> dict:
     base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg = {
         "demo": {"enabled": False},
-        "images": {**base["images"], "raw_dir": str(data / "raw"), "layout": str(data / "layout.xlsx")},
+        "images": {
+            **base["images"],
+            "raw_dir": str(data / "raw"),
+            "layout": str(data / "layout.xlsx"),
+        },
         "gt": None,
         "alignment": {"masks": str(data / "truth" / "{plate}" / "{image}.{compartment}.tif")},
         "crops": {"types": ["nucleus"]},
@@ -41,12 +45,28 @@ def _config(data: Path, **sections) -> dict:
     return cfg
 
 
-def _snakemake(workdir: Path, cfg: dict, *targets: str, dry_run: bool = False) -> subprocess.CompletedProcess:
+def _snakemake(
+    workdir: Path, cfg: dict, *targets: str, dry_run: bool = False
+) -> subprocess.CompletedProcess:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", "--nolock",
-           *(["-n"] if dry_run else []), "--", *targets]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "2",
+        "--nolock",
+        *(["-n"] if dry_run else []),
+        "--",
+        *targets,
+    ]
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=1200)
 
 
@@ -54,24 +74,48 @@ def _snakemake(workdir: Path, cfg: dict, *targets: str, dry_run: bool = False) -
 def runs(tmp_path_factory):
     work = tmp_path_factory.mktemp("predict_wf")
     data = work / "demo_data"
-    generate(data, DemoSpec(n_plates=2, wells_per_condition=2, n_fields=1, image_size=256), progress=False)
+    generate(
+        data,
+        DemoSpec(n_plates=2, wells_per_condition=2, n_fields=1, image_size=256),
+        progress=False,
+    )
     # run 1: train a Random Forest on Plate01 (Plate02 kept out)
-    train_cfg = _config(data, classify={
-        "enabled": True, "classes": {"astro": ["astro"], "SHSY5Y": ["SHSY5Y"]},
-        "exclude_plates": [NEW], "split": {"fractions": {"train": 0.5, "valid": 0.0, "test": 0.5}},
-        "models": {"RF": {"estimator": "RandomForestClassifier", "params": {"n_estimators": 50}}},
-        "threads": 1})
+    train_cfg = _config(
+        data,
+        classify={
+            "enabled": True,
+            "classes": {"astro": ["astro"], "SHSY5Y": ["SHSY5Y"]},
+            "exclude_plates": [NEW],
+            "split": {"fractions": {"train": 0.5, "valid": 0.0, "test": 0.5}},
+            "models": {
+                "RF": {"estimator": "RandomForestClassifier", "params": {"n_estimators": 50}}
+            },
+            "threads": 1,
+        },
+    )
     proc = _snakemake(work / "train_run", train_cfg, "results/classify/RF/model.json")
     assert proc.returncode == 0, proc.stderr[-5000:]
     model_json = work / "train_run" / "results" / "classify" / "RF" / "model.json"
     # run 2, another folder: predict Plate02 with the saved model file
-    predict = {"model": str(model_json), "plates": [NEW], "batch_size": 16,
-               "colours": {"astro": "#00ff00", "SHSY5Y": "#ff00ff"}}
+    predict = {
+        "model": str(model_json),
+        "plates": [NEW],
+        "batch_size": 16,
+        "colours": {"astro": "#00ff00", "SHSY5Y": "#ff00ff"},
+    }
     pred_cfg = _config(data, predict=predict)
     out = "results/predict/RF"
     images = sorted(p.name.split(".")[0] for p in (data / "truth" / NEW).glob("*.cells.tif"))
-    targets = [f"{out}/{f}" for f in ("results.csv", "image_summary.csv", "predictions.parquet",
-                                      "wells.parquet", f"heatmap_{NEW}.png")]
+    targets = [
+        f"{out}/{f}"
+        for f in (
+            "results.csv",
+            "image_summary.csv",
+            "predictions.parquet",
+            "wells.parquet",
+            f"heatmap_{NEW}.png",
+        )
+    ]
     targets += [f"{out}/boxed/{NEW}/{im}.png" for im in images]
     proc = _snakemake(work / "new_run", pred_cfg, *targets)
     assert proc.returncode == 0, proc.stderr[-5000:]
@@ -82,8 +126,19 @@ def test_a_saved_model_from_another_run_predicts_every_segmented_cell(runs):
     work, data, _, images = runs
     out = work / "new_run" / "results" / "predict" / "RF"
     res = pd.read_csv(out / "results.csv")
-    assert list(res.columns) == ["plate", "image", "filename", "cell_id", "x1", "y1", "x2", "y2",
-                                 "pred_class", "class_name", "confidence"]
+    assert list(res.columns) == [
+        "plate",
+        "image",
+        "filename",
+        "cell_id",
+        "x1",
+        "y1",
+        "x2",
+        "y2",
+        "pred_class",
+        "class_name",
+        "confidence",
+    ]
     n_true = 0
     for im in images:
         true = tifffile.imread(data / "truth" / NEW / f"{im}.cells.tif")
@@ -98,7 +153,9 @@ def test_a_saved_model_from_another_run_predicts_every_segmented_cell(runs):
     assert len(res) == n_true
     assert res["filename"].str.fullmatch(r"r\d{2}c\d{2}f01p01-ch1sk1fk1fl1\.tiff").all()
     assert set(res["pred_class"]) <= {0, 1} and set(res["class_name"]) <= {"astro", "SHSY5Y"}
-    assert ((res["pred_class"] == 0) == (res["class_name"] == "astro")).all()  # model.json class order
+    assert (
+        (res["pred_class"] == 0) == (res["class_name"] == "astro")
+    ).all()  # model.json class order
     summary = pd.read_csv(out / "image_summary.csv")
     assert summary["total_cells"].sum() == n_true
     assert np.allclose(summary["Ratio_astro"] + summary["Ratio_SHSY5Y"], 1)
@@ -119,7 +176,7 @@ def test_a_saved_model_from_another_run_predicts_every_segmented_cell(runs):
     # the field, then the legend in lines of 24 px (entries that do not fit wrap)
     assert rgb.shape[1:] == (256, 3) and rgb.shape[0] in (256 + 24, 256 + 48, 256 + 72)
     colour = {"astro": (0, 255, 0), "SHSY5Y": (255, 0, 255)}[first["class_name"]]
-    edge = rgb[first["y1"], first["x1"]:first["x2"] + 1]
+    edge = rgb[first["y1"], first["x1"] : first["x2"] + 1]
     assert first["confidence"] < 0.5 or (edge == colour).all(axis=1).mean() > 0.5
 
 

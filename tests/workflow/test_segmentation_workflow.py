@@ -26,8 +26,14 @@ pytestmark = pytest.mark.workflow
 def tiny_config(tmp_path: Path, **seg_overrides) -> Path:
     cfg = without_classification(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
     # 3 wells (one per condition) of one 256 px field: one each for train, valid and test.
-    cfg["demo"].update(enabled=True, out_dir="demo_data", n_plates=1, wells_per_condition=1,
-                       n_fields=1, image_size=256)
+    cfg["demo"].update(
+        enabled=True,
+        out_dir="demo_data",
+        n_plates=1,
+        wells_per_condition=1,
+        n_fields=1,
+        image_size=256,
+    )
     seg = cfg["segmentation"]
     seg["threads"] = 1  # two 1-thread jobs at a time: job start-up dominates on tiny data
     seg["train_threads"] = 1  # train Cellpose and StarDist side by side
@@ -44,8 +50,19 @@ def tiny_config(tmp_path: Path, **seg_overrides) -> Path:
 
 def run_snakemake(tmp_path: Path, configfile: Path, *targets, check=True):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO / "scripts"))
-    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-           "--configfile", str(configfile), "--cores", "2", "--nolock", *targets]
+    cmd = [
+        str(SNAKEMAKE),
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(configfile),
+        "--cores",
+        "2",
+        "--nolock",
+        *targets,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
     if check and proc.returncode != 0:
         pytest.fail(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
@@ -99,8 +116,12 @@ def test_classical_method_counts_and_evaluation(tmp_path):
     cfg["train"]["stardist"]["enabled"] = False
     cfg["evaluate"].update(images="all", baseline=False)
     configfile = tiny_config(tmp_path, **cfg)
-    run_snakemake(tmp_path, configfile, "results/segmentation/counts.tsv",
-                  "results/segmentation/eval/summary.tsv")
+    run_snakemake(
+        tmp_path,
+        configfile,
+        "results/segmentation/counts.tsv",
+        "results/segmentation/eval/summary.tsv",
+    )
     res = tmp_path / "results"
     assert not (res / "segmentation/models").exists()  # nothing trained, nothing fetched
     counts = pd.read_csv(res / "segmentation/counts.tsv", sep="\t")
@@ -125,7 +146,9 @@ def test_missing_pretrained_model_is_one_clear_error(tmp_path):
     cfg["train"]["stardist"]["enabled"] = False
     cfg["evaluate"]["enabled"] = False
     configfile = tiny_config(tmp_path, **cfg)
-    proc = run_snakemake(tmp_path, configfile, "results/Plate01/masks/cells/B-02-01.tif", check=False)
+    proc = run_snakemake(
+        tmp_path, configfile, "results/Plate01/masks/cells/B-02-01.tif", check=False
+    )
     assert proc.returncode != 0
     err = proc.stderr
     # Snakemake schedules the local fetch rule; offline, it fails naming the command to run.

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from conftest import REPO, run_snakemake
-from hcsflow.demo import DemoSpec, generate
+from hcsflow.demo.plate import DemoSpec, generate
 from hcsflow.io import read_labels
 
 pytestmark = pytest.mark.workflow

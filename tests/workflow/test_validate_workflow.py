@@ -14,7 +14,7 @@ import tifffile
 import yaml
 
 from conftest import REPO, checksums, run_snakemake
-from hcsflow.demo import DemoSpec, generate
+from hcsflow.demo.plate import DemoSpec, generate
 
 pytestmark = pytest.mark.workflow
 

@@ -1,24 +1,13 @@
-"""Deep classifiers (issue 11): timm CNNs / ViTs on crops or whole fields, cross-entropy or
-SupCon + cross-entropy with plate-aware batches, embeddings/UMAP, GradCAM.
+"""Deep classifiers: timm CNNs and ViTs on crops or whole fields, trained with cross-entropy or
+SupCon + cross-entropy on plate-aware batches; embeddings with UMAP and plate mixing; GradCAM.
 
-Modules: ``data`` (inputs, normalisation, augmentation), ``models`` (timm by name, local
-pretrained weights), ``losses``, ``sampling`` (plate-aware batches), ``train`` (seeded, resumable
-training), ``predict`` (saved model -> predictions contract), ``embed`` (embeddings, UMAP, plate
-mixing), ``gradcam`` (montages). Torch is imported only when a function needs it.
+Modules: ``config`` (checks of ``deep.models``), ``data`` (inputs, normalisation, augmentation),
+``models`` (timm by name, local pretrained weights), ``losses``, ``sampling`` (plate-aware
+batches), ``train`` (seeded, resumable training), ``predict`` (saved model -> the predictions
+contract), ``embed`` (embeddings, UMAP, plate mixing), ``gradcam`` (montages). Torch is imported
+only when a function needs it.
+
+Contract: ``train_deep`` writes ``results/classify/{model}/predictions.parquet`` in the same
+columns as the classical models (docs/ARCHITECTURE.md), plus ``model.pt`` / ``model.json`` that
+``hcsflow.predict`` loads.
 """
-
-from __future__ import annotations
-
-
-def load_model(path, device=None):
-    """See :func:`hcsflow.deep.predict.load_model`."""
-    from .predict import load_model as _load
-
-    return _load(path, device=device)
-
-
-def predict_crops(loaded, crops, meta=None, batch_size: int = 256, channels=None):
-    """See :func:`hcsflow.deep.predict.predict_crops`."""
-    from .predict import predict_crops as _pc
-
-    return _pc(loaded, crops, meta, batch_size=batch_size, channels=channels)

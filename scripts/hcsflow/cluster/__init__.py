@@ -1,0 +1,1 @@
+"""Running on a cluster: installing the SLURM profile where Snakemake looks for it (``install``)."""

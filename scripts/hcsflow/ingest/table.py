@@ -1,0 +1,536 @@
+"""Ingest: turn a raw folder of microscope files into the image table, without touching them.
+
+The source works renamed raw files in place to ``X-YY-ZZ`` (and a name collision silently
+overwrote data). Here the raw folder is only read: a regex with named groups parses each file's
+path, files are grouped into images (one file per image, or one per channel), and canonical
+*links* ``results/{plate}/raw/{image}...`` point back at the untouched originals.
+
+Named groups of the pattern: ``plate``, ``row`` (letters, or a number: 2 -> B), ``col``,
+``field``, optional ``channel``; ``well`` (``B03``) may stand for ``row`` + ``col``.
+
+Named-files mode (``naming: filename``), for folders that are not plates (``1 AC.jpg``,
+``sample_03.png``): each image is identified by its file name (the ``name`` group, else its path
+relative to ``raw_dir``), and gets a synthetic id in a pseudo-plate (``plate`` group, the
+``plate`` key, else ``images``) in sorted name order: well ``A01``, ``A02``, ... (24 wells per
+row), field 1. The ids fit the canonical ``{row}-{col:02d}-{field:02d}`` wildcard, so every stage
+works unchanged; the name is kept in the table's ``filename`` column. Ids depend only on the set
+of names (adding a file renumbers the ones sorted after it): use ``filename`` as the key.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import string
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from hcsflow.io import SUPPORTED_SUFFIXES, ImageReadError
+
+log = logging.getLogger("hcsflow.ingest.table")
+
+TABLE_COLUMNS = [
+    "plate",
+    "image",
+    "row",
+    "col",
+    "well",
+    "field",
+    "condition",
+    "n_channels",
+    "channels",
+    "raw_files",
+    "links",
+    "gt_files",
+    "gt_links",
+    "filename",
+]
+NAMED_PLATE = "images"  # pseudo-plate of the named-files mode without a plate name
+NAMED_COLS = 24  # pseudo-wells per row in the named-files mode
+FILE_TYPE_SUFFIXES = {
+    "tiff": {".tif", ".tiff"},
+    "nd2": {".nd2"},
+    "png": {".png"},
+    "jpg": {".jpg", ".jpeg"},
+    "auto": SUPPORTED_SUFFIXES,
+}
+
+
+class IngestError(ValueError):
+    """Raw files cannot be turned into an image table; the message names the files and the fix."""
+
+
+@dataclass
+class SourceSpec:
+    """One source of images (the Cell Painting images, or the GT stains): the config's section."""
+
+    raw_dir: str
+    pattern: str
+    channels: list[str]
+    channel_ids: list[str] | None = None
+    file_type: str = "auto"
+    on_unmatched: str = "error"
+    plate: str | None = None  # plate name when the pattern has no plate group
+    what: str = "images"  # config section name, used in messages
+    naming: str = "position"  # or "filename": images identified by file name (pseudo-plate)
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, section: dict, what: str) -> SourceSpec:
+        keys = (
+            "raw_dir",
+            "pattern",
+            "channels",
+            "channel_ids",
+            "file_type",
+            "on_unmatched",
+            "plate",
+            "naming",
+        )
+        return cls(**{k: section[k] for k in keys if k in section}, what=what)
+
+    @property
+    def named(self) -> bool:
+        return self.naming == "filename"
+
+    @property
+    def regex(self) -> re.Pattern:
+        try:
+            rx = re.compile(self.pattern)
+        except re.error as exc:
+            raise IngestError(f"{self.what}.pattern is not a valid regex: {exc}") from exc
+        groups = set(rx.groupindex)
+        if self.named:
+            if "channel" in groups and "name" not in groups:
+                raise IngestError(
+                    f"{self.what}.pattern has a channel group but no name group: with one file per "
+                    f"channel, write e.g. (?P<name>.+)_ch(?P<channel>\\d)\\.tif so the channel "
+                    f"files of one image share a name"
+                )
+            return rx
+        missing = [
+            g for g in ("plate", "field") if g not in groups and not (g == "plate" and self.plate)
+        ]
+        if not ({"row", "col"} <= groups or "well" in groups):
+            missing.append("row+col (or well)")
+        if missing:
+            raise IngestError(
+                f"{self.what}.pattern lacks the named group(s) {', '.join(missing)}; "
+                f"write e.g. (?P<field>\\d+) (a single plate may be named by {self.what}.plate instead)"
+            )
+        return rx
+
+    @property
+    def per_channel(self) -> bool:
+        return "channel" in self.regex.groupindex
+
+    def channel_index(self) -> dict[str, int]:
+        ids = self.channel_ids or self.channels
+        if len(ids) != len(self.channels):
+            raise IngestError(
+                f"{self.what}.channel_ids has {len(ids)} entries but {self.what}.channels has "
+                f"{len(self.channels)}; give one id per channel, in the same order"
+            )
+        return {str(cid): i for i, cid in enumerate(ids)}
+
+
+def row_letter(value: str) -> str:
+    """``'B'`` -> ``'B'``; ``'2'``/``'02'`` -> ``'B'``; ``27`` -> ``'AA'`` (1536-well plates)."""
+    value = str(value).strip()
+    if value.isdigit():
+        n = int(value)
+        if n < 1:
+            raise ValueError(f"row number {value!r} must be >= 1")
+        letters = ""
+        while n:
+            n, rem = divmod(n - 1, 26)
+            letters = string.ascii_uppercase[rem] + letters
+        return letters
+    if re.fullmatch(r"[A-Za-z]{1,2}", value):
+        return value.upper()
+    raise ValueError(f"row {value!r} is neither a letter nor a number")
+
+
+def image_id(row: str, col: int, fld: int) -> str:
+    """Canonical image id ``{row}-{col:02d}-{field:02d}`` (the source works' ``X-YY-ZZ``)."""
+    return f"{row}-{int(col):02d}-{int(fld):02d}"
+
+
+def list_files(raw_dir: str | Path) -> list[str]:
+    """Image files under ``raw_dir``, as sorted POSIX paths relative to it (hidden files skipped)."""
+    root = Path(raw_dir)
+    if not root.is_dir():
+        raise IngestError(f"raw folder {root} does not exist or is not a folder; check raw_dir")
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            if "".join(Path(name).suffixes[-1:]).lower() in SUPPORTED_SUFFIXES:
+                out.append(Path(dirpath, name).relative_to(root).as_posix())
+    return sorted(out)
+
+
+def named_image_ids(names: list[str]) -> dict[str, tuple[str, int, int]]:
+    """Synthetic (row, col, field) of each name, in sorted name order: A01, A02, ..., A24, B01, ..."""
+    out = {}
+    for k, name in enumerate(sorted(set(names))):
+        r, c = divmod(k, NAMED_COLS)
+        if r >= 26 * 27:
+            raise IngestError(
+                f"more than {26 * 27 * NAMED_COLS} images in one pseudo-plate; split the folder "
+                f"into sub-folders and add a plate group to the pattern, e.g. (?P<plate>[^/]+)/..."
+            )
+        out[name] = (row_letter(str(r + 1)), c + 1, 1)
+    return out
+
+
+def _parse_named(spec: SourceSpec, rel: str) -> dict | None:
+    m = spec.regex.fullmatch(rel)
+    if m is None:
+        return None
+    g = m.groupdict()
+    name = g.get("name") or rel
+    out = dict(plate=g.get("plate") or spec.plate or NAMED_PLATE, filename=name)
+    if g.get("channel") is not None:
+        out["channel_id"] = g["channel"]
+    return out
+
+
+def _parse(spec: SourceSpec, rel: str) -> dict | None:
+    if spec.named:
+        return _parse_named(spec, rel)
+    m = spec.regex.fullmatch(rel)
+    if m is None:
+        return None
+    g = m.groupdict()
+    try:
+        if g.get("well") is not None:
+            wm = re.fullmatch(r"([A-Za-z]{1,2})0*(\d{1,2})", g["well"])
+            if not wm:
+                raise ValueError(f"well {g['well']!r} is not like B03")
+            row, col = wm.group(1).upper(), int(wm.group(2))
+        else:
+            row, col = row_letter(g["row"]), int(g["col"])
+        fld = int(g["field"])
+    except (ValueError, TypeError) as exc:
+        raise IngestError(f"{rel}: matched {spec.what}.pattern but {exc}") from exc
+    out = dict(
+        plate=g.get("plate") or spec.plate,
+        row=row,
+        col=col,
+        well=f"{row}{col:02d}",
+        field=fld,
+        image=image_id(row, col, fld),
+    )
+    if g.get("channel") is not None:
+        out["channel_id"] = g["channel"]
+    return out
+
+
+def _image_record(plate, image, first, files: list) -> dict:
+    """One image-table row from the first matched file of an image and its files in order."""
+    return dict(
+        plate=plate,
+        image=image,
+        row=first.row,
+        col=first.col,
+        well=first.well,
+        field=first.field,
+        files=files,
+        filename=first.filename,
+    )
+
+
+def scan(spec: SourceSpec, listing: Iterable[str] | None = None) -> pd.DataFrame:
+    """Parse file names into one row per image (no file is opened).
+
+    ``listing``: relative paths to use instead of walking ``raw_dir`` (a dry run of the demo plate,
+    before it exists). Returns columns ``plate, image, row, col, well, field, files`` with
+    ``files`` the raw paths (``raw_dir``-joined) in channel order.
+    """
+    rx = spec.regex  # validates the pattern first
+    del rx
+    files = list(listing) if listing is not None else list_files(spec.raw_dir)
+    allowed = FILE_TYPE_SUFFIXES[spec.file_type]
+    parsed, unmatched = [], []
+    for rel in files:
+        if Path(rel).suffix.lower() not in allowed:
+            unmatched.append(rel)
+            continue
+        info = _parse(spec, rel)
+        if info is None:
+            unmatched.append(rel)
+        else:
+            info["path"] = str(Path(spec.raw_dir, rel))
+            parsed.append(info)
+    if unmatched:
+        shown = ", ".join(unmatched[:5]) + (
+            f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""
+        )
+        if spec.on_unmatched == "error":
+            raise IngestError(
+                f"{len(unmatched)} file(s) in {spec.raw_dir} do not match {spec.what}.pattern "
+                f"(or {spec.what}.file_type={spec.file_type}): {shown}. Fix the pattern, move the "
+                f"files out, or set {spec.what}.on_unmatched: skip"
+            )
+        log.warning(
+            "skipped %d file(s) that %s.pattern does not match: %s",
+            len(unmatched),
+            spec.what,
+            shown,
+        )
+    if not parsed:
+        raise IngestError(
+            f"no file in {spec.raw_dir} matches {spec.what}.pattern {spec.pattern!r}; "
+            f"check the pattern against a file name (it must match the whole path relative to raw_dir)"
+        )
+    df = pd.DataFrame(parsed)
+    if spec.named:
+        ids = {p: named_image_ids(list(g["filename"])) for p, g in df.groupby("plate")}
+        pos = [ids[p][n] for p, n in zip(df["plate"], df["filename"], strict=True)]
+        df["row"] = [r for r, _, _ in pos]
+        df["col"] = [c for _, c, _ in pos]
+        df["field"] = [f for _, _, f in pos]
+        df["well"] = [f"{r}{c:02d}" for r, c, _ in pos]
+        df["image"] = [image_id(r, c, f) for r, c, f in pos]
+    else:
+        df["filename"] = ""
+    keys = ["plate", "image"]
+    rows = []
+    if spec.per_channel:
+        index = spec.channel_index()
+        for (plate, image), grp in df.groupby(keys, sort=True):
+            slots: list[str | None] = [None] * len(spec.channels)
+            for cid, path in zip(grp["channel_id"], grp["path"], strict=True):
+                if str(cid) not in index:
+                    raise IngestError(
+                        f"{path}: channel {cid!r} is not among {spec.what}.channel_ids "
+                        f"{list(index)}; add it there (and its name to {spec.what}.channels)"
+                    )
+                i = index[str(cid)]
+                if slots[i] is not None:
+                    raise IngestError(
+                        f"two files claim plate {plate}, image {image}, channel {cid}: "
+                        f"{slots[i]} and {path}; make the pattern tell them apart or remove one"
+                    )
+                slots[i] = path
+            missing = [spec.channels[i] for i, s in enumerate(slots) if s is None]
+            if missing:
+                raise IngestError(
+                    f"plate {plate}, image {image}: no file for channel(s) {', '.join(missing)} "
+                    f"(found {', '.join(grp['path'])}); {spec.what}.channels lists "
+                    f"{len(spec.channels)} channels"
+                )
+            rows.append(_image_record(plate, image, grp.iloc[0], list(slots)))
+    else:
+        for (plate, image), grp in df.groupby(keys, sort=True):
+            if len(grp) > 1:
+                raise IngestError(
+                    f"{len(grp)} files claim plate {plate}, image {image}: "
+                    f"{' and '.join(grp['path'])}; make the pattern tell them apart or remove one"
+                )
+            rows.append(_image_record(plate, image, grp.iloc[0], [grp.iloc[0].path]))
+    table = pd.DataFrame(rows)
+    return table.sort_values(["plate", "row", "col", "field"], key=_row_sort_key).reset_index(
+        drop=True
+    )
+
+
+def _row_sort_key(s: pd.Series) -> pd.Series:
+    # Sort rows A..Z before AA.. (1536-well plates), not alphabetically.
+    if s.name == "row":
+        return s.map(lambda r: (len(r), r))
+    return s
+
+
+def link_paths(
+    table: pd.DataFrame,
+    channels: list[str],
+    per_channel: bool,
+    results: str = "results",
+    sub: str = "raw",
+    files_col: str = "files",
+) -> list[list[str]]:
+    """Canonical link paths for each image: ``{results}/{plate}/{sub}/{image}{.ext}`` or, one file
+    per channel, ``{results}/{plate}/{sub}/{image}_{channel}{.ext}``."""
+    out = []
+    for plate, image, files in zip(table["plate"], table["image"], table[files_col], strict=True):
+        if not files:
+            out.append([])
+            continue
+        if per_channel:
+            out.append(
+                [
+                    f"{results}/{plate}/{sub}/{image}_{ch}{_ext(f)}"
+                    for ch, f in zip(channels, files, strict=True)
+                ]
+            )
+        else:
+            out.append([f"{results}/{plate}/{sub}/{image}{_ext(files[0])}"])
+    return out
+
+
+def _ext(path: str) -> str:
+    """File extension in lower case, keeping ``.ome.tif`` whole."""
+    name = Path(path).name.lower()
+    for double in (".ome.tiff", ".ome.tif"):
+        if name.endswith(double):
+            return double
+    return Path(name).suffix
+
+
+def build_table(
+    images: SourceSpec,
+    gt: SourceSpec | None = None,
+    results: str = "results",
+    listing: Iterable[str] | None = None,
+    gt_listing: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """The image table from file names alone (what the Snakefile needs at parse time)."""
+    table = scan(images, listing)
+    table["links"] = link_paths(table, images.channels, images.per_channel, results, "raw")
+    table["channels"] = [list(images.channels)] * len(table)
+    table["n_channels"] = len(images.channels)
+    table["gt_files"] = [[] for _ in range(len(table))]
+    table["gt_links"] = [[] for _ in range(len(table))]
+    if gt is not None:
+        gt_table = scan(gt, gt_listing).set_index(["plate", "image"])
+        known = set(zip(table["plate"], table["image"], strict=True))
+        orphans = [f for key, files in gt_table["files"].items() if key not in known for f in files]
+        if orphans:
+            shown = ", ".join(orphans[:5]) + (
+                f" and {len(orphans) - 5} more" if len(orphans) > 5 else ""
+            )
+            msg = f"{len(orphans)} GT file(s) have no matching image (same plate, well, field): {shown}"
+            if gt.on_unmatched == "error":
+                raise IngestError(msg + "; check gt.pattern or set gt.on_unmatched: skip")
+            log.warning(msg)
+        files = [
+            gt_table["files"].get((p, i), [])
+            for p, i in zip(table["plate"], table["image"], strict=True)
+        ]
+        table["gt_files"] = files
+        table["gt_links"] = link_paths(
+            table, gt.channels, gt.per_channel, results, "gt", "gt_files"
+        )
+        n_without = sum(1 for f in files if not f)
+        if n_without:
+            log.warning("%d image(s) have no GT stain image", n_without)
+    table["raw_files"] = table.pop("files")
+    table["condition"] = ""
+    return table[TABLE_COLUMNS]
+
+
+def attach_layout(
+    table: pd.DataFrame, layouts: dict[str, pd.DataFrame], layout_names: dict | None = None
+) -> pd.DataFrame:
+    """Fill ``condition`` from each plate's layout; a well missing from its layout is an error."""
+    table = table.copy()
+    if not layouts:
+        return table
+    conditions = []
+    for plate, well, files in zip(table["plate"], table["well"], table["raw_files"], strict=True):
+        lay = layouts[plate].set_index("well")["condition"]
+        if well not in lay.index:
+            name = (layout_names or {}).get(plate, "the layout file")
+            raise IngestError(
+                f"well {well} of plate {plate} (file {files[0]}) is not in {name}; "
+                f"add the well's condition to the layout (or remove the file from the raw folder)"
+            )
+        conditions.append(lay[well])
+    table["condition"] = conditions
+    return table
+
+
+def probe_shape(path: str | Path) -> tuple[int, tuple[int, int]]:
+    """(number of channels, (height, width)) of an image file, reading only its header."""
+    from hcsflow.io import file_kind, read_file
+
+    path = Path(path)
+    kind = file_kind(path)
+    try:
+        if kind == "tiff":
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                sizes = dict(zip(series.axes, series.shape, strict=True))
+        elif kind == "nd2":
+            import nd2
+
+            with nd2.ND2File(path) as f:
+                sizes = dict(f.sizes)
+        else:
+            arr = read_file(path)
+            return arr.shape[0], arr.shape[1:]
+    except ImageReadError:
+        raise
+    except Exception as exc:
+        raise ImageReadError(
+            f"{path}: cannot read {kind} header ({type(exc).__name__}: {exc})"
+        ) from exc
+    n = sizes.get("C", sizes.get("I", sizes.get("Q", sizes.get("S", 1))))
+    return int(n), (int(sizes.get("Y", 0)), int(sizes.get("X", 0)))
+
+
+def check_channels(
+    table: pd.DataFrame, n_channels: int, files_col: str = "raw_files", what: str = "images"
+) -> None:
+    """Every image must have ``n_channels`` channels (summed over its files) of one size."""
+    for plate, image, files in zip(table["plate"], table["image"], table[files_col], strict=True):
+        if not files:
+            continue
+        shapes = [probe_shape(f) for f in files]
+        total = sum(n for n, _ in shapes)
+        if total != n_channels:
+            detail = ", ".join(
+                f"{f} ({n} channel{'s' if n != 1 else ''})"
+                for f, (n, _) in zip(files, shapes, strict=True)
+            )
+            raise IngestError(
+                f"plate {plate}, image {image}: {detail}: {total} channel(s) in all, but "
+                f"{what}.channels lists {n_channels}; fix {what}.channels (or the pattern)"
+            )
+        sizes = {s for _, s in shapes}
+        if len(sizes) > 1:
+            raise IngestError(
+                f"plate {plate}, image {image}: channel files differ in size: {files}"
+            )
+
+
+def make_links(sources: list[str], links: list[str]) -> None:
+    """Create (or refresh) symlinks ``links[i] -> abspath(sources[i])``; never writes to sources."""
+    for src, link in zip(sources, links, strict=True):
+        link_path = Path(link)
+        link_path.parent.mkdir(parents=True, exist_ok=True)
+        target = os.path.abspath(src)
+        tmp = link_path.with_name(f".{link_path.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        os.symlink(target, tmp)
+        os.replace(tmp, link_path)  # atomic: a half-made link never exists
+
+
+def serialise(table: pd.DataFrame) -> pd.DataFrame:
+    """List columns joined with ``;`` for the TSV."""
+    out = table.copy()
+    for col in ("channels", "raw_files", "links", "gt_files", "gt_links"):
+        out[col] = out[col].map(lambda v: ";".join(v))
+    return out
+
+
+def read_image_table(path: str | Path) -> pd.DataFrame:
+    """Read ``results/images.tsv`` back, splitting list columns."""
+    table = pd.read_csv(
+        path, sep="\t", keep_default_na=False, dtype={"condition": str, "filename": str}
+    )
+    if "filename" not in table:
+        table["filename"] = ""
+    for col in ("channels", "raw_files", "links", "gt_files", "gt_links"):
+        table[col] = table[col].map(lambda v: [x for x in str(v).split(";") if x])
+    return table
