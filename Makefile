@@ -53,7 +53,7 @@ lock:
 
 demo: venv
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES)
-	@echo "Demo finished: see results/ (README, section 'Outputs')."
+	@echo "Demo finished: see results/ (docs/output.md)."
 
 # The demo with every model trained three times (seeds 0-2): summary.tsv with mean / sd / min / max.
 demo-repeats: venv
@@ -84,7 +84,7 @@ SEED ?= 0
 test-protocols: venv
 	HCSFLOW_PROTOCOL_SEED=$(SEED) $(BIN)/python -m pytest -q tests/protocols
 
-# The protocols' figures over seeds (mean, sd, min, max): the README's protocol table. Not CI:
+# The protocols' figures over seeds (mean, sd, min, max): the table in docs/benchmarks.md. Not CI:
 # about 12 min per seed on 2 cores. benchmarks/protocols/seed<N>.log + protocols.tsv.
 SEEDS ?= 0 1 2 3 4
 bench-protocols: venv

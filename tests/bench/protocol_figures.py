@@ -40,7 +40,7 @@ def summarise(figures: pd.DataFrame) -> pd.DataFrame:
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """One line per protocol figure: ``mean +- sd (min-max, n seeds)``, for the README."""
+    """One line per protocol figure: ``mean +- sd (min-max, n seeds)``, for docs/benchmarks.md."""
     lines = [
         "| protocol | figure | mean +- sd | min - max | seeds |",
         "| --- | --- | --- | --- | --- |",

@@ -9,7 +9,7 @@ EfficientNet with SupCon + cross-entropy on plate-aware batches and the same net
 with cross-entropy only; well majority votes, UMAP by class and by plate, plate-mixing scores.
 
 Every threshold below held on every training seed measured (``make test-protocols SEED=N``); figures per
-seed: ``make bench-protocols`` (README, "Reproduce each paper").
+seed: ``make bench-protocols`` (docs/benchmarks.md, "Protocols over seeds").
 
 The scenario's truth (``demo_data/truth/wells.tsv``: which wells the ATP filter must keep) is
 only read here, by the test, never by the workflow.
@@ -133,7 +133,7 @@ def test_plate_mixing_of_supcon_and_cross_entropy(run):
         figure("celldeathpred", f"SupCon_minus_CE_{k}", allu.loc["SupCon", k] - allu.loc["CE", k])
     # Both networks mix the plates and keep the classes apart, on every seed measured. Whether SupCon
     # mixes them better than CE on the same batches is measured (FIGURE SupCon_minus_CE_*) and
-    # reported in the README over seeds, not asserted: it does not hold on every seed.
+    # reported in docs/benchmarks.md over seeds, not asserted: it does not hold on every seed.
     # over seeds: entropy of all units 0.73-0.86 (the test plate's focus and fringes), of the two
     # training plates 0.90-0.95; class agreement 0.96-1.00
     assert (allu["entropy"] >= 0.6).all() and (table.xs("train", level=1)["entropy"] >= 0.8).all()

@@ -78,7 +78,7 @@ def test_trained_cellpose_segments_held_out_wells_well(run, held_out):
     rows = per_image[per_image["method"] == CELLPOSE]
     tp, fp, fn = (rows[f"{k}@0.5"].sum() for k in ("tp", "fp", "fn"))
     assert cp["ap@0.5"] == pytest.approx(tp / (tp + fp + fn))
-    # over training seeds (150 epochs, 6 held-out fields, 308 true cells; README): AP@0.5 and
+    # over training seeds (150 epochs, 6 held-out fields, 308 true cells; docs/benchmarks.md): AP@0.5 and
     # AP@0.75 0.99-1.00, pixel F1 0.99; the Otsu + watershed baseline AP@0.75 0.702. At 60
     # epochs seed 1 found 148 of 308 cells (AP@0.5 0.47): one draw is not a schedule.
     assert cp["ap@0.5"] >= 0.85 and cp["ap@0.75"] >= 0.8

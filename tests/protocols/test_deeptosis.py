@@ -99,7 +99,7 @@ def test_vit_on_bounding_boxes_beats_chance_on_held_out_wells(runs):
         & (metrics["metric"] == "accuracy")
     ]
     assert n_test > 0 and int(row["n"].iloc[0]) == n_test  # every held-out cell evaluated
-    # over training seeds (README, "Reproduce each paper"): cell accuracy 0.74-0.95, wells 2 or 3
+    # over training seeds (docs/benchmarks.md, "Protocols over seeds"): cell accuracy 0.74-0.95, wells 2 or 3
     # of 3; a ViT from random weights on ~170 cells is one draw per seed, so the floors sit below
     # the worst seed
     assert cell_acc >= 0.6  # chance is 1/3

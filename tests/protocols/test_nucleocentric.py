@@ -63,7 +63,7 @@ def test_cellpose_and_stardist_trained_here_segment_held_out_wells(run):
     ap = summary.set_index("target")["ap@0.5"]
     for target in ("cells", "nuclei"):
         figure("nucleocentric", f"{target}_ap@0.5", ap[target])
-    # over training seeds 0-2 (README): Cellpose 0.94-0.99; StarDist at 10 x 40 steps 0.985-1.000 (at 5 x 40
+    # over training seeds 0-2 (docs/benchmarks.md): Cellpose 0.94-0.99; StarDist at 10 x 40 steps 0.985-1.000 (at 5 x 40
     # steps it was 0.985 / 0.920 / 0.606 for seeds 0 / 1 / 2: one draw is not a schedule)
     assert ap["cells"] >= 0.7 and ap["nuclei"] >= 0.7
 
@@ -129,7 +129,7 @@ def test_model_beats_chance_on_held_out_wells(run, model):
     figure("nucleocentric", f"{model}_cell_accuracy", cell_acc)
     figure("nucleocentric", f"{model}_balanced_accuracy", bal_acc)
     figure("nucleocentric", f"{model}_well_accuracy", well_acc)
-    # over training seeds (221 held-out cells in 6 wells of 2 plates; README): RF 1.000, ResNet
+    # over training seeds (221 held-out cells in 6 wells of 2 plates; docs/benchmarks.md): RF 1.000, ResNet
     # 0.99-1.00; both call the 4 held-out monoculture wells right. With 6 epochs / patience 3 the ResNet
     # stopped at epoch 4 and kept epoch 1 (chance: batch norm had not settled): CI failed on it.
     assert cell_acc >= 0.8 and bal_acc >= 0.8  # chance: 0.5
