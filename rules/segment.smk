@@ -6,7 +6,7 @@
 include: "plan/segment.smk"
 
 
-SEG_SPEC_KEYS = ("models_dir", "gpu", "min_contrast", "threshold", "cells", "nuclei")
+SEG_SPEC_KEYS = ("models_dir", "gpu", "empty_field", "threshold", "cells", "nuclei")
 
 
 # ---- fetch_models (login node) ----------------------------------------------------------------
@@ -88,7 +88,7 @@ if SEG_TRAINING:
         params:
             targets=SEG_TRAIN_TARGETS,
             table=_seg_images(["train", "valid", "test"]).to_dict("records"),
-            seg=_seg_subset("min_contrast", "threshold", "cells", "nuclei", train_masks=True),
+            seg=_seg_subset("empty_field", "threshold", "cells", "nuclei", train_masks=True),
             channels=config["images"]["channels"],
             project_z=config["images"].get("project_z", "max"),
         script:
@@ -273,6 +273,7 @@ if SEG_TARGETS:
             table=IMAGES[["plate", "image", "well", "field"]].to_dict("records"),
             targets=SEG_TARGETS,
             results=lambda wildcards, output: str(Path(output[0]).parents[1]),
+            warn_share=SEG["empty_field"]["warn_share"],
         script:
             "../scripts/count_objects.py"
 
@@ -322,7 +323,7 @@ if SEG_EVAL["enabled"] and SEG_TARGETS:
                     runtime=batch_runtime(_L, 1),
                 params:
                     images=batch_images(_L),
-                    seg=_seg_subset("min_contrast", "threshold", "cells", "nuclei"),
+                    seg=_seg_subset("empty_field", "threshold", "cells", "nuclei"),
                     channels=config["images"]["channels"],
                     project_z=config["images"].get("project_z", "max"),
                 script:

@@ -1,4 +1,5 @@
-"""Rule count_objects: cells / nuclei per image and their sizes (one row per image).
+"""Rule count_objects: cells / nuclei per image and their sizes (one row per image), each mask's
+empty-field check, and a loud warning per plate where many fields are empty or have no objects.
 
 ``input.masks`` is target-major (every image's mask of params.targets[0], then of the next), in
 the order of ``params.table``."""
@@ -20,6 +21,9 @@ with rule_logging(snakemake) as log:
         for target, masks in zip(targets, per_target, strict=True):
             stats = segeval.object_stats(io.read_labels(masks[i]))
             row.update({f"{target}_{k.replace('objects', 'count')}": v for k, v in stats.items()})
+            check = io.read_label_metadata(masks[i])  # written by segment_nuclei / segment_cells
+            row[f"{target}_empty_field"] = check.get("empty_field")
+            row[f"{target}_structure"] = check.get("structure")
         rows.append(row)
     df = pd.DataFrame(rows)
     io.write_table(df, snakemake.output[0])
@@ -28,3 +32,24 @@ with rule_logging(snakemake) as log:
         len(df),
         {c: int(df[c].sum()) for c in df.columns if c.endswith("_n_count")},
     )
+    summary = segeval.empty_fields(df, targets, snakemake.params.warn_share)
+    for s in summary.itertuples(index=False):
+        if s.warn:
+            log.warning(
+                "PLATE %s: %d of %d fields have no objects (%d called empty by the empty-field "
+                "check): %s. Look at them (results/segmentation/counts.tsv: *_empty_field, "
+                "*_structure) before trusting this plate's results.",
+                s.plate,
+                s.n_no_objects,
+                s.n_fields,
+                s.n_empty,
+                s.fields,
+            )
+        else:
+            log.info(
+                "plate %s: %d of %d fields without objects (%d called empty)",
+                s.plate,
+                s.n_no_objects,
+                s.n_fields,
+                s.n_empty,
+            )

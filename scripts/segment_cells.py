@@ -12,7 +12,7 @@ from hcsflow import io  # noqa: E402
 from hcsflow.batches import split_per_image  # noqa: E402
 from hcsflow.runner import for_each_image, rule_logging  # noqa: E402
 from hcsflow.segment import models  # noqa: E402
-from hcsflow.segment.methods import segment_image  # noqa: E402
+from hcsflow.segment.methods import field_check_metadata, segment_field  # noqa: E402
 
 with rule_logging(snakemake) as log:
     names = list(snakemake.params.images)
@@ -29,8 +29,17 @@ with rule_logging(snakemake) as log:
     def one(i, name):
         image = io.read_image(images[i], project_z=snakemake.params.project_z)
         seeds = io.read_labels(nuclei[i][0]) if nuclei[i] else None
-        labels = segment_image(image, spec, "cells", nuclei=seeds)
-        io.write_labels(snakemake.output.masks[i], labels)
+        labels, check = segment_field(image, spec, "cells", nuclei=seeds)
+        io.write_labels(snakemake.output.masks[i], labels, metadata=field_check_metadata(check))
+        if check.empty:
+            log.warning(
+                "%s: EMPTY FIELD, no cells segmented: nothing stands out from the noise "
+                "(largest patch %d px < segmentation.empty_field.min_area %d)",
+                name,
+                check.structure,
+                spec.empty_min_area,
+            )
+            return "empty field"
         return f"{int(labels.max())} cells (method {spec.method})"
 
     for_each_image(names, one, log)

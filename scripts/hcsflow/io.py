@@ -199,15 +199,33 @@ def label_dtype(labels: np.ndarray) -> np.dtype:
     )
 
 
-def write_labels(path: str | os.PathLike, labels: np.ndarray) -> None:
-    """Write a 2-D label image as a compressed uint16/uint32 TIFF, atomically."""
+def write_labels(path: str | os.PathLike, labels: np.ndarray, metadata: dict | None = None) -> None:
+    """Write a 2-D label image as a compressed uint16/uint32 TIFF, atomically. ``metadata``
+    (JSON-serialisable, e.g. the field's empty-field check) goes into the TIFF description and is
+    read back by :func:`read_label_metadata`."""
     import tifffile
 
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ValueError(f"label image must be 2-D, got shape {labels.shape}")
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, labels.astype(label_dtype(labels), copy=False), compression="zlib")
+        tifffile.imwrite(
+            tmp,
+            labels.astype(label_dtype(labels), copy=False),
+            compression="zlib",
+            metadata=dict(metadata) if metadata else {},
+        )
+
+
+def read_label_metadata(path: str | os.PathLike) -> dict:
+    """The metadata :func:`write_labels` stored with a label image ({} when there is none)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        shaped = tif.shaped_metadata
+    meta = dict(shaped[0]) if shaped else {}
+    meta.pop("shape", None)
+    return meta
 
 
 def write_tiff(path: str | os.PathLike, array: np.ndarray, axes: str | None = None) -> None:

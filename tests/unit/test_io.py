@@ -13,6 +13,7 @@ from hcsflow.io import (
     _to_cyx,
     atomic_path,
     read_image,
+    read_label_metadata,
     read_labels,
     read_table,
     write_labels,
@@ -101,3 +102,13 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     write_table(df, target)
     pd.testing.assert_frame_equal(read_table(target), df)
     assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]
+
+
+def test_label_metadata_round_trip(tmp_path):
+    labels = np.zeros((16, 16), np.uint16)
+    labels[2:5, 2:5] = 1
+    write_labels(tmp_path / "m.tif", labels, metadata={"empty_field": False, "structure": 9})
+    assert np.array_equal(read_labels(tmp_path / "m.tif"), labels)
+    assert read_label_metadata(tmp_path / "m.tif") == {"empty_field": False, "structure": 9}
+    write_labels(tmp_path / "plain.tif", labels)
+    assert read_label_metadata(tmp_path / "plain.tif") == {}

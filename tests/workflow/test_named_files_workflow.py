@@ -49,7 +49,7 @@ def test_named_files_are_carried_to_crops_and_features(tmp_path):
             "channels": ["R", "G", "B"],
         },
         "segmentation": {
-            "min_contrast": 0,
+            "empty_field": {"enabled": False},
             "cells": {"method": "threshold", "channels": [], "nuclear_channel": None},
             "nuclei": {"method": "none"},
         },

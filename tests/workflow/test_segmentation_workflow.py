@@ -133,6 +133,9 @@ def test_classical_method_counts_and_evaluation(tmp_path):
         assert abs(row["cells_n_count"] - n_true[row["image"]]) <= 2
     assert counts["nuclei_mean_diameter"].between(8, 25).all()
     assert counts["cells_mean_diameter"].between(20, 50).all()
+    # every field passed the empty-field check, and the masks say so
+    assert not counts["nuclei_empty_field"].any() and not counts["cells_empty_field"].any()
+    assert (counts["nuclei_structure"] >= 20).all() and (counts["cells_structure"] >= 20).all()
     summary = pd.read_csv(res / "segmentation/eval/summary.tsv", sep="\t").set_index("target")
     assert summary.loc["nuclei", "ap@0.5"] > 0.9 and summary.loc["cells", "ap@0.5"] > 0.8
     assert summary.loc["nuclei", "n_images"] == 3
@@ -155,3 +158,40 @@ def test_missing_pretrained_model_is_one_clear_error(tmp_path):
     assert "snakemake fetch_models --cores 1" in err and "resources/models/cellpose" in err
     assert "cyto3" in err
     assert not (tmp_path / "results/Plate01/masks/cells/B-02-01.tif").exists()
+
+
+def test_a_blank_field_is_called_empty_recorded_and_the_plate_warns(tmp_path):
+    """One field's raw files replaced by camera noise (an empty well): its masks are empty and say
+    why, counts.tsv flags it with its score, and count_objects warns naming the field."""
+    import tifffile
+
+    cfg = yaml.safe_load(tiny_config(tmp_path).read_text())["segmentation"]
+    cfg["cells"]["method"] = "threshold"
+    cfg["nuclei"]["method"] = "threshold"
+    cfg["train"]["cellpose"]["enabled"] = False
+    cfg["train"]["stardist"]["enabled"] = False
+    cfg["evaluate"]["enabled"] = False
+    configfile = tiny_config(tmp_path, **cfg)
+    run_snakemake(tmp_path, configfile, "demo_plate")
+    blank = sorted((tmp_path / "demo_data/raw").rglob("r03c02f01p01-ch*"))
+    assert len(blank) == 4
+    rng = np.random.default_rng(0)
+    for f in blank:  # pedestal + photon and read noise, like a camera over an empty well
+        noise = rng.poisson(400, (256, 256)) + rng.normal(0, 8, (256, 256))
+        tifffile.imwrite(f, np.clip(noise, 0, 65535).astype(np.uint16))
+    run_snakemake(tmp_path, configfile, "results/segmentation/counts.tsv")
+    counts = pd.read_csv(tmp_path / "results/segmentation/counts.tsv", sep="\t")
+    counts = counts.set_index("image")
+    assert (
+        counts.loc["C-02-01", "nuclei_empty_field"] and counts.loc["C-02-01", "cells_empty_field"]
+    )
+    assert counts.loc["C-02-01", "nuclei_n_count"] == 0
+    assert counts.loc["C-02-01", "nuclei_structure"] < 20
+    others = counts.drop(index="C-02-01")
+    assert not others["nuclei_empty_field"].any() and (others["nuclei_n_count"] > 20).all()
+    mask = tmp_path / "results/Plate01/masks/nuclei/C-02-01.tif"
+    assert io.read_label_metadata(mask)["empty_field"] is True
+    log = (tmp_path / "logs/count_objects.log").read_text()
+    assert "PLATE Plate01: 1 of 3 fields have no objects" in log and "C-02-01" in log
+    seg_logs = "".join(p.read_text() for p in (tmp_path / "logs").rglob("segment_nuclei*/**/*.log"))
+    assert "C-02-01: EMPTY FIELD" in seg_logs

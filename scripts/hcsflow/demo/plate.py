@@ -185,6 +185,29 @@ def _place_cells(rng, size: int, classes: list[str], unstained_fraction: float) 
     return cells
 
 
+def place_confluent(rng, size: int, cls: str = "SHSY5Y", spacing: float = 1.5) -> list[Cell]:
+    """Cells of one class on a jittered hexagonal grid, ``spacing`` radii apart: they overlap, so
+    the field is covered edge to edge (a confluent well, no background left between cells)."""
+    ref = _draw_cell(rng, cls)
+    step = spacing * ref["a"] * (1 + ref["wobble"])
+    cells = []
+    for k, cy in enumerate(np.arange(step / 2, size, step * np.sqrt(3) / 2)):
+        for cx in np.arange(step / 2 + (k % 2) * step / 2, size, step):
+            params = _draw_cell(rng, cls)
+            jy, jx = rng.uniform(-0.1, 0.1, 2) * step
+            cells.append(
+                Cell(
+                    cy=float(cy + jy),
+                    cx=float(cx + jx),
+                    nuc_dy=0.0,
+                    nuc_dx=0.0,
+                    stained=True,
+                    **params,
+                )
+            )
+    return cells
+
+
 def _norm_distance(cell: Cell, yy, xx, nucleus: bool = False):
     """Normalised radial distance (<1 inside) of pixel grids to a cell outline or its nucleus."""
     if nucleus:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
 
 def _ratio(num: float, den: float, both_empty: bool) -> float:
@@ -163,6 +164,39 @@ def object_stats(labels: np.ndarray) -> dict:
         "median_area": float(np.median(areas)) if n else 0.0,
         "mean_diameter": float(np.mean(2 * np.sqrt(areas / np.pi))) if n else 0.0,
     }
+
+
+def empty_fields(counts: pd.DataFrame, targets: list[str], warn_share: float) -> pd.DataFrame:
+    """Per plate: fields called empty by the empty-field check and fields without any object.
+
+    ``counts`` is the counts table (``{target}_n_count``, ``{target}_empty_field``). One row per
+    plate: ``n_fields``, ``n_empty`` (called empty for some target), ``n_no_objects`` (no object
+    of some target, including the empty ones), ``share`` (= n_no_objects / n_fields), ``warn``
+    (share above ``warn_share``) and ``fields`` (the image ids without objects, comma-joined).
+    A plate of confluent fields called empty, or a model that finds nothing, shows up here.
+    """
+    rows = []
+    for plate, group in counts.groupby("plate", sort=True):
+        empty = np.zeros(len(group), bool)
+        none = np.zeros(len(group), bool)
+        for target in targets:
+            flag = group.get(f"{target}_empty_field")
+            if flag is not None:
+                empty |= flag.fillna(False).astype(bool).to_numpy()
+            none |= group[f"{target}_n_count"].to_numpy() == 0
+        share = float(none.mean()) if len(group) else 0.0
+        rows.append(
+            {
+                "plate": plate,
+                "n_fields": len(group),
+                "n_empty": int(empty.sum()),
+                "n_no_objects": int(none.sum()),
+                "share": share,
+                "warn": share > warn_share,
+                "fields": ",".join(group.loc[none, "image"].astype(str)),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def outline_overlay(

@@ -110,6 +110,118 @@ def test_has_foreground_tells_cells_from_noise():
     assert not segmentation.has_foreground(np.full((8, 8), 7.0))
 
 
+def test_noise_sigma_recovers_the_noise_of_a_field_with_objects():
+    rng = np.random.default_rng(4)
+    img, _ = blobs(shape=(256, 256), seed=4)  # noise sd 20 under bright discs
+    assert abs(segmentation.noise_sigma(img) - 20) < 1.5
+    assert abs(segmentation.noise_sigma(rng.normal(0, 3, (256, 256))) - 3) < 0.15
+    # quantised low noise (8-bit export of a dim well): never 0 while the image varies
+    assert segmentation.noise_sigma(rng.poisson(0.3, (256, 256)).astype(float)) > 0
+
+
+def _noise_fields(rng, size=512):
+    """Fields with nothing in them, as cameras and wells give them."""
+    yy, xx = np.mgrid[:size, :size]
+    vignette = 1 - 0.35 * ((yy - size / 2) ** 2 + (xx - size / 2) ** 2) / (2 * (size / 2) ** 2)
+    return {
+        "camera noise, pedestal 100": 100 + rng.normal(0, 5, (size, size)),
+        "photon noise": rng.poisson(200, (size, size)).astype(float),
+        "blank well, vignette + photon noise": rng.poisson(500 * vignette).astype(float),
+        "blank well, 8-bit export": rng.poisson(20 * vignette).astype(np.uint8),
+        "dim blank well, quantised": rng.poisson(2 * vignette).astype(np.uint16),
+    }
+
+
+def test_noise_and_blank_wells_are_empty():
+    rng = np.random.default_rng(11)
+    for name, field in _noise_fields(rng).items():
+        check = segmentation.check_field([field])
+        assert check.empty, (name, check)
+        assert check.structure < segmentation.EMPTY_FIELD_MIN_AREA / 2, (name, check)
+
+
+def _stardist_test_image():
+    """A real fluorescence image of nuclei and its masks, shipped inside the stardist package."""
+    from stardist.data import test_image_nuclei_2d
+
+    img, mask = test_image_nuclei_2d(return_mask=True)
+    return img.astype(float), mask
+
+
+def test_real_nuclei_fields_are_not_empty_and_real_background_is():
+    from scipy import ndimage as ndi
+
+    img, mask = _stardist_test_image()
+    assert not segmentation.check_field([img]).empty  # 125 nuclei
+    # every 96 px window holding at least one whole nucleus, sparse or dense, is not empty
+    labels = np.unique(mask[mask > 0])
+    whole = {lab: (mask == lab).sum() for lab in labels}
+    tested = 0
+    for y in range(0, 512 - 96 + 1, 32):
+        for x in range(0, 512 - 96 + 1, 32):
+            win = mask[y : y + 96, x : x + 96]
+            inside = [lab for lab in np.unique(win[win > 0]) if (win == lab).sum() == whole[lab]]
+            if inside and min(whole[lab] for lab in inside) >= 60:
+                tested += 1
+                check = segmentation.check_field([img[y : y + 96, x : x + 96]])
+                assert not check.empty, (y, x, check)
+    assert tested > 20
+    # windows of the real background, 6 px or more from any nucleus: empty
+    far = ~ndi.binary_dilation(mask > 0, iterations=6)
+    empties = [
+        segmentation.check_field([img[y : y + 48, x : x + 48]])
+        for y in range(0, 512 - 48 + 1, 8)
+        for x in range(0, 512 - 48 + 1, 8)
+        if far[y : y + 48, x : x + 48].all()
+    ]
+    # (the largest patch, 15 px, is the glow of a nucleus just outside the image's bottom edge)
+    assert len(empties) > 20 and all(c.empty for c in empties), max(c.structure for c in empties)
+
+
+def _otsu_contrast(plane):
+    """The previous check: the Otsu foreground's mean over the background, in background sds."""
+    from scipy import ndimage as ndi
+    from skimage.filters import threshold_otsu
+
+    smooth = ndi.gaussian_filter(np.asarray(plane, float), 1.0)
+    t = threshold_otsu(smooth)
+    return (smooth[smooth > t].mean() - smooth[smooth <= t].mean()) / smooth[smooth <= t].std()
+
+
+def test_a_confluent_field_is_not_empty_and_gets_cells():
+    from hcsflow.demo.plate import place_confluent, render_field
+
+    rng = np.random.default_rng(3)
+    cells = place_confluent(rng, 256, "SHSY5Y")
+    raw, _, true_cells, _ = render_field(rng, cells, 256)
+    assert (true_cells > 0).mean() > 0.97  # edge to edge, no background
+    cy3 = raw[2]
+    assert _otsu_contrast(cy3) < 4  # what the previous check called empty
+    assert not segmentation.check_field([cy3]).empty
+    # the classical method, cells grown from the nuclei over the Cy3 cytoplasm: one per cell
+    nuc_spec = segmentation.TargetSpec("threshold", cyto_idx=[], nuclear_idx=0, min_size=15)
+    nuclei, _ = segmentation.segment_field(raw, nuc_spec, "nuclei")
+    spec = segmentation.TargetSpec("threshold", cyto_idx=[2], nuclear_idx=0, min_size=30)
+    labels, check = segmentation.segment_field(raw, spec, "cells", nuclei=nuclei)
+    assert not check.empty and check.structure > 1000
+    assert labels.max() >= 0.9 * len(cells)
+
+
+def test_empty_fields_summary_names_the_fields_of_a_plate_that_warns():
+    counts = pd.DataFrame(
+        {
+            "plate": ["P1"] * 4 + ["P2"] * 2,
+            "image": ["A-01-01", "A-01-02", "A-02-01", "A-02-02", "A-01-01", "A-01-02"],
+            "nuclei_n_count": [0, 0, 5, 7, 3, 4],
+            "nuclei_empty_field": [True, False, False, False, False, False],
+        }
+    )
+    out = segeval.empty_fields(counts, ["nuclei"], warn_share=0.25).set_index("plate")
+    assert out.loc["P1", "n_empty"] == 1 and out.loc["P1", "n_no_objects"] == 2
+    assert out.loc["P1", "warn"] and out.loc["P1", "fields"] == "A-01-01,A-01-02"
+    assert not out.loc["P2", "warn"] and out.loc["P2", "n_no_objects"] == 0
+
+
 def test_finalize_labels_clear_border_and_min_size():
     lab = np.zeros((20, 20), np.uint16)
     lab[0:4, 0:4] = 3  # touches the border

@@ -75,7 +75,7 @@ def test_ready_target_loads_a_trained_cellpose_model(cellpose_model_path):
     cfg = {
         "models_dir": "unused",
         "gpu": True,
-        "min_contrast": 4.0,
+        "empty_field": {"enabled": True, "min_area": 20},
         "threshold": {},
         "cells": {
             "method": "cellpose",
