@@ -121,11 +121,8 @@ rule predict_summary:
         plates=_PRED_PLATES,
         threshold=_PRED_CFG.get("threshold", 0.5),
         min_units=_PRED_CFG.get("min_units", 1),
-        images=[
-            (p, i, Path(r[0]).name)
-            for p, i, r in zip(
-                _PRED_IMAGES["plate"], _PRED_IMAGES["image"], _PRED_IMAGES["raw_files"]
-            )
-        ],
+        images=list(
+            zip(_PRED_IMAGES["plate"], _PRED_IMAGES["image"], _pred_display_names(_PRED_IMAGES))
+        ),
     script:
         "../scripts/predict_summary.py"

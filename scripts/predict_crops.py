@@ -53,14 +53,14 @@ with rule_logging(snakemake) as log:
         {
             "plate": wc.plate,
             "image": im,
-            "filename": raw,
+            "filename": name,
             "crops": crops,
             "index": index,
             "metadata": image_metadata(table, wc.plate, im),
             "cells": lambda p=cells: read_labels(p),
         }
-        for im, raw, crops, index, cells in zip(
-            par.images, par.raw_first, inp.crops, inp.index, inp.cells, strict=True
+        for im, name, crops, index, cells in zip(
+            par.images, par.names, inp.crops, inp.index, inp.cells, strict=True
         )
     ]
     predictor = torch_predictor(info, device=torch_device(logger=log))

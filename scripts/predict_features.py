@@ -44,13 +44,13 @@ with rule_logging(snakemake) as log:
         {
             "plate": wc.plate,
             "image": im,
-            "filename": raw,
+            "filename": name,
             "features": feat,
             "metadata": image_metadata(table, wc.plate, im),
             "cells": lambda p=cells: read_labels(p),
         }
-        for im, raw, feat, cells in zip(
-            par.images, par.raw_first, inp.features, inp.cells, strict=True
+        for im, name, feat, cells in zip(
+            par.images, par.names, inp.features, inp.cells, strict=True
         )
     ]
     cells = predict_plate(

@@ -17,6 +17,13 @@ with rule_logging(snakemake) as log:
     cells = pd.concat(tables, ignore_index=True)
     predictions, results = split_cell_table(cells, classes)
     summary = image_summary(results, classes, float(par.threshold), images=par.images)
+    # where each image's boxed picture is (named by image id), beside this table: how a user
+    # finds the picture of "pyroptosis/1.jpg"
+    summary.insert(
+        summary.columns.get_loc("filename") + 1,
+        "boxed_image",
+        "boxed/" + summary["plate"].astype(str) + "/" + summary["image"].astype(str) + ".png",
+    )
     wells = vote_wells(predictions, min_units=int(par.min_units))
     empty = summary[summary["total_cells"] == 0]
     if len(empty):

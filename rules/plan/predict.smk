@@ -13,6 +13,7 @@ from hcsflow.predict.model import (
 )
 from hcsflow.predict.plan import (
     check_predict_plates as _pred_plates,
+    display_names as _display_names,
     planned_crop_type as _pred_crop_type,
     resolve_models as _pred_resolve,
     run_model_kinds as _pred_kinds,
@@ -68,6 +69,11 @@ def _pred_model_files(wildcards):
     return {"model": m["json"], "weights": str(Path(m["json"]).parent / _PRED_WEIGHTS[m["kind"]])}
 
 
+def _pred_display_names(table):
+    """Each image's name in results.csv (named files: the path relative to images.raw_dir)."""
+    return _display_names(table["filename"], table["raw_files"])
+
+
 def _pred_plate_images(wildcards):
     return _PRED_IMAGES[_PRED_IMAGES["plate"] == wildcards.plate]
 
@@ -108,7 +114,7 @@ _PRED_PARAMS = dict(
     settings=_PRED_CFG,
     class_map=(config.get("classify") or {}).get("classes"),
     images=lambda wc: list(_pred_plate_images(wc)["image"]),
-    raw_first=lambda wc: [r[0] for r in _pred_plate_images(wc)["raw_files"]],
+    names=lambda wc: _pred_display_names(_pred_plate_images(wc)),
     crops=config["crops"],
     pixel_size_um=config["images"].get("pixel_size_um"),
 )

@@ -22,6 +22,20 @@ def test_demo_config_is_valid_and_defaults_filled():
         assert isinstance(cfg[section], dict)
 
 
+def test_layout_null_means_no_layout_as_leaving_it_out_does(tmp_path):
+    cfg = load_default_config()
+    cfg["images"]["layout"] = None
+    validate(cfg, SCHEMA)
+    assert cfg["images"]["layout"] is None
+    cfg = copy.deepcopy(load_default_config())
+    cfg["images"]["layout"] = None
+    cfg["classify"].update(enabled=False)  # the demo's classes come from its layout
+    cfg["deep"].update(enabled=False, models={})
+    cfg["predict"].update(model=None, plates=[])
+    proc = run_snakemake(tmp_path, cfg, extra=["-n"])
+    assert "ingest" in proc.stdout
+
+
 def test_every_example_config_is_valid():
     examples = sorted((REPO / "config" / "examples").glob("*.yaml"))
     for path in examples:

@@ -112,3 +112,18 @@ def test_label_metadata_round_trip(tmp_path):
     assert read_label_metadata(tmp_path / "m.tif") == {"empty_field": False, "structure": 9}
     write_labels(tmp_path / "plain.tif", labels)
     assert read_label_metadata(tmp_path / "plain.tif") == {}
+
+
+def test_atomic_writes_get_the_mode_the_umask_gives(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        write_table(pd.DataFrame({"a": [1]}), tmp_path / "shared.tsv")
+        os.umask(0o077)
+        write_table(pd.DataFrame({"a": [1]}), tmp_path / "private.tsv")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "shared.tsv").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "private.tsv").stat().st_mode) == 0o600

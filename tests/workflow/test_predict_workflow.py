@@ -220,3 +220,45 @@ def test_an_8bit_export_against_a_16bit_model_stops_before_any_job_unless_accept
     cfg["predict"]["accept_mismatch"] = ["pixel_type"]
     proc = _snakemake(run, cfg, "results/predict/RF/results.csv", dry_run=True)
     assert proc.returncode == 0, (proc.stderr + proc.stdout)[-3000:]
+
+
+def test_named_files_in_two_folders_stay_apart_in_results_and_boxed_outputs(runs):
+    """A folder of named images with the same file name in two subfolders (a real public test
+    set has ``1.jpg`` and ``pyroptosis/1.jpg``): results.csv and image_summary.csv name each by
+    its path relative to raw_dir, and image_summary.csv says where each boxed picture is."""
+    work, data, model_json, images = runs
+    folder = work / "named"
+    names = {"apoptosis/1.tif": images[0], "pyroptosis/1.tif": images[1]}
+    for (name, image), pseudo in zip(names.items(), ("A-01-01", "A-02-01"), strict=True):
+        row, col = ord(image[0]) - ord("A") + 1, int(image[2:4])
+        planes = [
+            tifffile.imread(data / "raw" / NEW / f"r{row:02d}c{col:02d}f01p01-ch{k}sk1fk1fl1.tiff")
+            for k in range(1, 5)
+        ]
+        (folder / "raw" / name).parent.mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(folder / "raw" / name, np.stack(planes), metadata={"axes": "CYX"})
+        for comp in ("cells", "nuclei"):
+            (folder / "masks").mkdir(exist_ok=True)
+            true = tifffile.imread(data / "truth" / NEW / f"{image}.{comp}.tif")
+            tifffile.imwrite(folder / "masks" / f"{pseudo}.{comp}.tif", true)
+    cfg = _config(data, predict={"model": str(model_json), "plates": ["images"]})
+    cfg["images"].update(
+        raw_dir=str(folder / "raw"), naming="filename", pattern=r".+\.tif", layout=None
+    )
+    cfg["images"].pop("channel_ids", None)
+    cfg["alignment"] = {"masks": str(folder / "masks" / "{image}.{compartment}.tif")}
+    out = "results/predict/RF"
+    targets = [f"{out}/results.csv", f"{out}/image_summary.csv"]
+    targets += [f"{out}/boxed/images/{i}.png" for i in ("A-01-01", "A-02-01")]
+    proc = _snakemake(work / "named_run", cfg, *targets)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    res = pd.read_csv(work / "named_run" / out / "results.csv")
+    assert set(res["filename"]) == set(names)
+    for name, image in names.items():
+        true = tifffile.imread(data / "truth" / NEW / f"{image}.cells.tif")
+        assert (res["filename"] == name).sum() == len(set(np.unique(true)) - {0}), name
+    summary = pd.read_csv(work / "named_run" / out / "image_summary.csv").set_index("filename")
+    assert set(summary.index) == set(names)
+    for name in names:
+        boxed = work / "named_run" / out / summary.loc[name, "boxed_image"]
+        assert boxed.exists() and boxed.stat().st_size > 1000, name

@@ -162,9 +162,23 @@ def test_missing_pretrained_model_is_one_clear_error(tmp_path):
 
 def test_a_blank_field_is_called_empty_recorded_and_the_plate_warns(tmp_path):
     """One field's raw files replaced by camera noise (an empty well): its masks are empty and say
-    why, counts.tsv flags it with its score, and count_objects warns naming the field."""
+    why, counts.tsv flags it with its score, and count_objects warns naming the field. Run under
+    umask 0022, as on a shared project folder: every result is readable by group and others."""
+    import stat
+
     import tifffile
 
+    old_umask = os.umask(0o022)
+    try:
+        _blank_field_run(tmp_path, tifffile)
+    finally:
+        os.umask(old_umask)
+    results = [p for p in (tmp_path / "results").rglob("*") if p.is_file() and not p.is_symlink()]
+    private = [p for p in results if stat.S_IMODE(p.stat().st_mode) & 0o044 != 0o044]
+    assert len(results) > 10 and not private, private
+
+
+def _blank_field_run(tmp_path, tifffile):
     cfg = yaml.safe_load(tiny_config(tmp_path).read_text())["segmentation"]
     cfg["cells"]["method"] = "threshold"
     cfg["nuclei"]["method"] = "threshold"

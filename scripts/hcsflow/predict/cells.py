@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -282,9 +281,7 @@ def image_cell_table(
     classes = info["classes"]
     pred = finish_predictions(pred, classes, class_map)
     boxes = cell_boxes(cells, int(box_padding))
-    res = results_rows(
-        pred, boxes, classes, plate=plate, image=image_name, filename=Path(str(filename)).name
-    )
+    res = results_rows(pred, boxes, classes, plate=plate, image=image_name, filename=str(filename))
     extra = pred.drop(columns=["pred_class", "confidence"]).rename(
         columns={"Metadata_ObjectNumber": "cell_id"}
     )

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hcsflow.predict.model import ModelFileError, load_model_info, model_input
 
 
@@ -113,3 +115,14 @@ def planned_crop_type(model: dict, config: dict) -> str:
         if value:
             return str(value)
     return "nucleocentric"
+
+
+def display_names(filenames, raw_files) -> list[str]:
+    """The name each image goes by in ``results.csv`` and ``image_summary.csv``: in named-files
+    mode its path relative to ``images.raw_dir`` (``pyroptosis/1.jpg``, so two ``1.jpg`` in
+    different folders stay apart), else the file name of its first raw file."""
+    out = []
+    for name, files in zip(filenames, raw_files, strict=True):
+        name = "" if name is None or (isinstance(name, float) and name != name) else str(name)
+        out.append(name or Path(str(files[0])).name)
+    return out
