@@ -37,6 +37,7 @@ for _L in BATCH_LAYOUTS:
             channels=config["images"]["channels"],
             project_z=config["images"].get("project_z", "max"),
             min_nucleus_overlap=config["alignment"]["min_nucleus_overlap"],
+            pixel_size_um=config["images"].get("pixel_size_um"),
         script:
             "../scripts/extract_features.py"
 

@@ -3,7 +3,7 @@
 
 from hcsflow.batches import optional_per_image, split_per_image
 from hcsflow.cells.align import read_field
-from hcsflow.cells.features import image_features, image_metadata
+from hcsflow.cells.features import image_features, image_metadata, physical_shape_features
 from hcsflow.ingest.table import read_image_table
 from hcsflow.io import write_table
 from hcsflow.runner import for_each_image, rule_logging
@@ -41,6 +41,7 @@ with rule_logging(snakemake) as log:
             patch_size=cfg["patch_size"],
             metadata=meta,
         )
+        table = physical_shape_features(table, par.pixel_size_um)
         write_table(table, out.tables[i])
         return f"{len(table)} cells x {table.shape[1]} columns; pairing {pairing}"
 

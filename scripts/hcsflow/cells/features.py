@@ -45,6 +45,40 @@ SHAPE_FEATURES = {
     "equivalent_diameter_area": "EquivalentDiameter",
 }
 
+# Shape features with a physical size: areas scale with the pixel area, lengths with the pixel size.
+AREA_FEATURES = ("Area", "ConvexArea", "FilledArea")
+LENGTH_FEATURES = (
+    "MajorAxisLength",
+    "MinorAxisLength",
+    "Perimeter",
+    "PerimeterCrofton",
+    "MaxFeretDiameter",
+    "EquivalentDiameter",
+)
+
+
+def physical_shape_features(table: pd.DataFrame, pixel_size_um: float | None) -> pd.DataFrame:
+    """``table`` with its areas in um^2 and lengths in um beside the pixel ones, when the pixel
+    size is known: ``{Comp}_AreaShape_Area_um2``, ``{Comp}_AreaShape_Perimeter_um``, ... (feature
+    columns like the others, so pycytominer reads them). Unchanged when ``pixel_size_um`` is None.
+    """
+    if pixel_size_um is None:
+        return table
+    size = float(pixel_size_um)
+    if not size > 0:
+        raise ValueError(f"images.pixel_size_um must be > 0, got {pixel_size_um}")
+    extra = {}
+    for col in table.columns:
+        head, sep, feature = col.rpartition("_AreaShape_")
+        if not sep:
+            continue
+        if feature in AREA_FEATURES:
+            extra[f"{col}_um2"] = table[col] * size**2
+        elif feature in LENGTH_FEATURES:
+            extra[f"{col}_um"] = table[col] * size
+    return pd.concat([table, pd.DataFrame(extra, index=table.index)], axis=1) if extra else table
+
+
 TEXTURE_FEATURES = {
     "contrast": "Contrast",
     "dissimilarity": "Dissimilarity",

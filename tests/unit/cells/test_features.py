@@ -15,6 +15,7 @@ from hcsflow.cells.features import (
     image_metadata,
     intensity_stats,
     merge_tables,
+    physical_shape_features,
     quantize,
 )
 
@@ -52,6 +53,27 @@ def test_disc_area_perimeter_and_diameter():
     # cytoplasm = cell minus nucleus
     assert t["Cytoplasm_AreaShape_Area"] == t["Cells_AreaShape_Area"] - t["Nuclei_AreaShape_Area"]
     assert t["Cytoplasm_AreaShape_FilledArea"] == t["Cells_AreaShape_Area"]  # the hole fills
+
+
+def test_a_disc_in_micrometres_when_the_pixel_size_is_known():
+    """A disc of radius 20 px at 0.65 um per pixel: 13 um radius."""
+    r, size_um = 20, 0.65
+    cells, nuclei = _disc_scene(r)
+    image = np.full((1, *cells.shape), 100, np.uint16)
+    px = image_features(image, cells, nuclei, ["DAPI"], texture=None)
+    assert physical_shape_features(px, None) is px  # unknown pixel size: pixel units only
+    t = physical_shape_features(px, size_um).iloc[0]
+    radius_um = r * size_um
+    assert t["Cells_AreaShape_Area_um2"] == pytest.approx(np.pi * radius_um**2, rel=0.02)
+    assert t["Cells_AreaShape_Area_um2"] == pytest.approx(t["Cells_AreaShape_Area"] * 0.4225)
+    assert t["Cells_AreaShape_EquivalentDiameter_um"] == pytest.approx(2 * radius_um, rel=0.01)
+    assert t["Cells_AreaShape_Perimeter_um"] == pytest.approx(2 * np.pi * radius_um, rel=0.05)
+    assert t["Nuclei_AreaShape_MaxFeretDiameter_um"] == pytest.approx(radius_um, rel=0.08)
+    # dimensionless shape features get no copy; pixel columns stay as they were
+    assert "Cells_AreaShape_Eccentricity_um" not in t.index
+    assert (physical_shape_features(px, size_um)[px.columns] == px).all().all()
+    with pytest.raises(ValueError, match="pixel_size_um"):
+        physical_shape_features(px, 0)
 
 
 def test_intensity_on_a_constant_image():
