@@ -166,7 +166,28 @@ def _check_naming(config: dict) -> list[str]:
     return problems
 
 
-CHECKS = [_check_masks, _check_segmentation, _check_naming]
+def _check_source(config: dict) -> list[str]:
+    """Each image source needs its own keys: regex raw_dir + pattern, harmony index, loaddata
+    loaddata; the instrument sources name images by position."""
+    images = config.get("images", {})
+    source = images.get("source", "regex")
+    if "channels" not in images:  # not a whole images section (a partial config of a test)
+        return []
+    needs = {"regex": ["raw_dir", "pattern"], "harmony": ["index"], "loaddata": ["loaddata"]}
+    out = [
+        f"images.source is {source}: set images.{key}"
+        for key in needs[source]
+        if not images.get(key)
+    ]
+    if source != "regex" and images.get("naming", "position") == "filename":
+        out.append(
+            f"images.source {source} names images by plate, well and field: remove "
+            "images.naming: filename"
+        )
+    return out
+
+
+CHECKS = [_check_masks, _check_segmentation, _check_naming, _check_source]
 
 
 def problems(config: dict) -> list[str]:

@@ -292,3 +292,20 @@ def test_model_key_is_ignored_by_the_threshold_method():
     c["segmentation"]["nuclei"]["method"] = "cellpose"  # no training rule for cellpose nuclei
     with pytest.raises(checks.ConfigError, match="nuclei.model: trained exists only for"):
         checks.check_config(c)
+
+
+def test_each_image_source_needs_its_own_keys():
+    c = cfg()
+    c["images"] = {"channels": ["DAPI"], "source": "regex"}
+    assert checks.problems(c) == [
+        "images.source is regex: set images.raw_dir",
+        "images.source is regex: set images.pattern",
+    ]
+    c["images"] = {"channels": ["DAPI"], "source": "harmony", "index": "Index.idx.xml"}
+    assert checks.problems(c) == []
+    c["images"].update(naming="filename")
+    assert checks.problems(c) == [
+        "images.source harmony names images by plate, well and field: remove images.naming: filename"
+    ]
+    c["images"] = {"channels": ["DAPI"], "source": "loaddata"}
+    assert checks.problems(c) == ["images.source is loaddata: set images.loaddata"]

@@ -47,7 +47,7 @@ def test_every_example_config_is_valid():
     [
         (lambda c: c["images"].update(chanels=["x"]), "chanels"),
         (lambda c: c["images"].update(channels="DAPI"), "channels"),
-        (lambda c: c["images"].pop("pattern"), "pattern"),
+        (lambda c: c["images"].pop("channels"), "channels"),
         (lambda c: c["demo"].update(n_fields="two"), "n_fields"),
         (lambda c: c["images"].update(on_unmatched="ignore"), "on_unmatched"),
         (lambda c: c.update(segmentaton={}), "segmentaton"),

@@ -68,15 +68,19 @@ class IngestError(ValueError):
 class SourceSpec:
     """One source of images (the Cell Painting images, or the GT stains): the config's section."""
 
-    raw_dir: str
-    pattern: str
     channels: list[str]
+    raw_dir: str = ""
+    pattern: str = ""
     channel_ids: list[str] | None = None
     file_type: str = "auto"
     on_unmatched: str = "error"
     plate: str | None = None  # plate name when the pattern has no plate group
     what: str = "images"  # config section name, used in messages
     naming: str = "position"  # or "filename": images identified by file name (pseudo-plate)
+    source: str = "regex"  # or "harmony" (instrument index XML) or "loaddata" (CellProfiler CSV)
+    index: str | list[str] | None = None  # harmony: Index.idx.xml / Index.xml path(s)
+    loaddata: str | None = None  # loaddata: the CSV
+    plane: int = 1  # harmony: the plane (PlaneID) of z-stacks to read
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -90,8 +94,12 @@ class SourceSpec:
             "on_unmatched",
             "plate",
             "naming",
+            "source",
+            "index",
+            "loaddata",
+            "plane",
         )
-        return cls(**{k: section[k] for k in keys if k in section}, what=what)
+        return cls(**{k: section[k] for k in keys if section.get(k) is not None}, what=what)
 
     @property
     def named(self) -> bool:
@@ -126,6 +134,8 @@ class SourceSpec:
 
     @property
     def per_channel(self) -> bool:
+        if self.source != "regex":
+            return True  # instrument indexes and LoadData CSVs name one file per channel
         return "channel" in self.regex.groupindex
 
     def channel_index(self) -> dict[str, int]:
@@ -254,6 +264,67 @@ def scan(spec: SourceSpec, listing: Iterable[str] | None = None) -> pd.DataFrame
     before it exists). Returns columns ``plate, image, row, col, well, field, files`` with
     ``files`` the raw paths (``raw_dir``-joined) in channel order.
     """
+    if spec.source == "harmony":
+        parsed = harmony_records(spec)
+    elif spec.source == "loaddata":
+        parsed = loaddata_records(spec)
+    else:
+        parsed = _regex_records(spec, listing)
+    df = pd.DataFrame(parsed)
+    if spec.named:
+        ids = {p: named_image_ids(list(g["filename"])) for p, g in df.groupby("plate")}
+        pos = [ids[p][n] for p, n in zip(df["plate"], df["filename"], strict=True)]
+        df["row"] = [r for r, _, _ in pos]
+        df["col"] = [c for _, c, _ in pos]
+        df["field"] = [f for _, _, f in pos]
+        df["well"] = [f"{r}{c:02d}" for r, c, _ in pos]
+        df["image"] = [image_id(r, c, f) for r, c, f in pos]
+    else:
+        df["filename"] = ""
+    keys = ["plate", "image"]
+    rows = []
+    if spec.per_channel:
+        # instrument sources give channel names (mapped from ids already); regex the ids
+        index = spec.channel_index() if spec.source == "regex" else _name_index(spec)
+        for (plate, image), grp in df.groupby(keys, sort=True):
+            slots: list[str | None] = [None] * len(spec.channels)
+            for cid, path in zip(grp["channel_id"], grp["path"], strict=True):
+                if str(cid) not in index:
+                    raise IngestError(
+                        f"{path}: channel {cid!r} is not among {spec.what}.channel_ids "
+                        f"{list(index)}; add it there (and its name to {spec.what}.channels)"
+                    )
+                i = index[str(cid)]
+                if slots[i] is not None:
+                    raise IngestError(
+                        f"two files claim plate {plate}, image {image}, channel {cid}: "
+                        f"{slots[i]} and {path}; make the pattern tell them apart or remove one"
+                    )
+                slots[i] = path
+            missing = [spec.channels[i] for i, s in enumerate(slots) if s is None]
+            if missing:
+                raise IngestError(
+                    f"plate {plate}, image {image}: no file for channel(s) {', '.join(missing)} "
+                    f"(found {', '.join(grp['path'])}); {spec.what}.channels lists "
+                    f"{len(spec.channels)} channels"
+                )
+            rows.append(_image_record(plate, image, grp.iloc[0], list(slots)))
+    else:
+        for (plate, image), grp in df.groupby(keys, sort=True):
+            if len(grp) > 1:
+                raise IngestError(
+                    f"{len(grp)} files claim plate {plate}, image {image}: "
+                    f"{' and '.join(grp['path'])}; make the pattern tell them apart or remove one"
+                )
+            rows.append(_image_record(plate, image, grp.iloc[0], [grp.iloc[0].path]))
+    table = pd.DataFrame(rows)
+    return table.sort_values(["plate", "row", "col", "field"], key=_row_sort_key).reset_index(
+        drop=True
+    )
+
+
+def _regex_records(spec: SourceSpec, listing: Iterable[str] | None) -> list[dict]:
+    """One record per file matched by ``images.pattern`` (plate, image, ..., channel_id, path)."""
     rx = spec.regex  # validates the pattern first
     del rx
     files = list(listing) if listing is not None else list_files(spec.raw_dir)
@@ -290,56 +361,155 @@ def scan(spec: SourceSpec, listing: Iterable[str] | None = None) -> pd.DataFrame
             f"no file in {spec.raw_dir} matches {spec.what}.pattern {spec.pattern!r}; "
             f"check the pattern against a file name (it must match the whole path relative to raw_dir)"
         )
-    df = pd.DataFrame(parsed)
-    if spec.named:
-        ids = {p: named_image_ids(list(g["filename"])) for p, g in df.groupby("plate")}
-        pos = [ids[p][n] for p, n in zip(df["plate"], df["filename"], strict=True)]
-        df["row"] = [r for r, _, _ in pos]
-        df["col"] = [c for _, c, _ in pos]
-        df["field"] = [f for _, _, f in pos]
-        df["well"] = [f"{r}{c:02d}" for r, c, _ in pos]
-        df["image"] = [image_id(r, c, f) for r, c, f in pos]
-    else:
-        df["filename"] = ""
-    keys = ["plate", "image"]
-    rows = []
-    if spec.per_channel:
-        index = spec.channel_index()
-        for (plate, image), grp in df.groupby(keys, sort=True):
-            slots: list[str | None] = [None] * len(spec.channels)
-            for cid, path in zip(grp["channel_id"], grp["path"], strict=True):
-                if str(cid) not in index:
-                    raise IngestError(
-                        f"{path}: channel {cid!r} is not among {spec.what}.channel_ids "
-                        f"{list(index)}; add it there (and its name to {spec.what}.channels)"
-                    )
-                i = index[str(cid)]
-                if slots[i] is not None:
-                    raise IngestError(
-                        f"two files claim plate {plate}, image {image}, channel {cid}: "
-                        f"{slots[i]} and {path}; make the pattern tell them apart or remove one"
-                    )
-                slots[i] = path
-            missing = [spec.channels[i] for i, s in enumerate(slots) if s is None]
-            if missing:
-                raise IngestError(
-                    f"plate {plate}, image {image}: no file for channel(s) {', '.join(missing)} "
-                    f"(found {', '.join(grp['path'])}); {spec.what}.channels lists "
-                    f"{len(spec.channels)} channels"
-                )
-            rows.append(_image_record(plate, image, grp.iloc[0], list(slots)))
-    else:
-        for (plate, image), grp in df.groupby(keys, sort=True):
-            if len(grp) > 1:
-                raise IngestError(
-                    f"{len(grp)} files claim plate {plate}, image {image}: "
-                    f"{' and '.join(grp['path'])}; make the pattern tell them apart or remove one"
-                )
-            rows.append(_image_record(plate, image, grp.iloc[0], [grp.iloc[0].path]))
-    table = pd.DataFrame(rows)
-    return table.sort_values(["plate", "row", "col", "field"], key=_row_sort_key).reset_index(
-        drop=True
+    return parsed
+
+
+def _name_index(spec: SourceSpec) -> dict[str, int]:
+    return {name: i for i, name in enumerate(spec.channels)}
+
+
+def _position_record(plate, row, col, fld, channel: str, path: Path, where: str) -> dict:
+    """A record of one channel file of an instrument source; the file must exist (a file the
+    index lists but the export lacks is reported like a missing channel file)."""
+    try:
+        row, col, fld = row_letter(str(row)), int(col), int(fld)
+    except (TypeError, ValueError) as exc:
+        raise IngestError(f"{where}: bad row / column / field ({exc})") from exc
+    image = image_id(row, col, fld)
+    if not path.is_file():
+        raise IngestError(
+            f"plate {plate}, image {image}: the file for channel {channel} listed in {where} "
+            f"does not exist ({path}); copy the whole export, or remove the entry"
+        )
+    return dict(
+        plate=str(plate),
+        row=row,
+        col=col,
+        well=f"{row}{col:02d}",
+        field=fld,
+        image=image,
+        channel_id=channel,
+        path=str(path),
     )
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def harmony_records(spec: SourceSpec) -> list[dict]:
+    """One record per image file of PerkinElmer Harmony (Opera / Operetta) index XMLs
+    (``Index.idx.xml`` / ``Index.xml``: one ``Image`` element per file with ``URL``, ``Row``,
+    ``Col``, ``FieldID``, ``PlaneID``, ``ChannelID``, ``ChannelName``). Files are relative to the
+    index's folder; the plate is the index's ``Plate/PlateID`` (else ``images.plate``, else the
+    folder name). Channels are matched by name to ``images.channels`` (or by ``ChannelID``
+    through ``images.channel_ids``); only plane ``images.plane`` of z-stacks is read."""
+    import xml.etree.ElementTree as ET
+
+    indexes = [spec.index] if isinstance(spec.index, str) else list(spec.index or [])
+    if not indexes:
+        raise IngestError(f"{spec.what}.source is harmony: set {spec.what}.index (Index.idx.xml)")
+    by_id = {
+        str(cid): name for cid, name in zip(spec.channel_ids or [], spec.channels, strict=False)
+    }
+    records = []
+    for index in indexes:
+        index = Path(index)
+        try:
+            root = ET.parse(index).getroot()
+        except (OSError, ET.ParseError) as exc:
+            raise IngestError(f"{spec.what}.index {index}: cannot read it ({exc})") from exc
+        plate = spec.plate
+        for el in root.iter():
+            if _local(el.tag) == "Plate" and plate is None:
+                ids = [c.text for c in el if _local(c.tag) in ("PlateID", "Name") and c.text]
+                plate = ids[0].strip() if ids else None
+        plate = plate or index.parent.name
+        for el in root.iter():
+            if _local(el.tag) != "Image":
+                continue
+            f = {_local(c.tag): (c.text or "").strip() for c in el}
+            if "URL" not in f:
+                continue
+            if int(f.get("PlaneID") or 1) != int(spec.plane):
+                continue
+            if by_id:
+                channel = by_id.get(f.get("ChannelID", ""))
+                if channel is None:
+                    raise IngestError(
+                        f"{index}: ChannelID {f.get('ChannelID')!r} ({f.get('ChannelName')}) is "
+                        f"not among {spec.what}.channel_ids {list(by_id)}"
+                    )
+            else:
+                channel = f.get("ChannelName", "")
+                if channel not in spec.channels:
+                    raise IngestError(
+                        f"{index}: channel {channel!r} is not among {spec.what}.channels "
+                        f"{spec.channels}; name the channels as the instrument does, or map them "
+                        f"by ChannelID with {spec.what}.channel_ids"
+                    )
+            url = f["URL"].removeprefix("file://")
+            records.append(
+                _position_record(
+                    plate,
+                    f.get("Row"),
+                    f.get("Col"),
+                    f.get("FieldID"),
+                    channel,
+                    index.parent / url,
+                    str(index),
+                )
+            )
+    if not records:
+        raise IngestError(f"no image of plane {spec.plane} in {', '.join(map(str, indexes))}")
+    return records
+
+
+def loaddata_records(spec: SourceSpec) -> list[dict]:
+    """One record per image file of a CellProfiler LoadData CSV: one row per image with
+    ``Metadata_Plate``, ``Metadata_Well`` (``B03``), ``Metadata_Site`` and, per channel of
+    ``images.channels``, ``FileName_<channel>`` and ``PathName_<channel>`` (a relative path name
+    is relative to the CSV's folder)."""
+    if not spec.loaddata:
+        raise IngestError(f"{spec.what}.source is loaddata: set {spec.what}.loaddata (the CSV)")
+    csv = Path(spec.loaddata)
+    try:
+        table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise IngestError(f"{spec.what}.loaddata {csv}: cannot read it ({exc})") from exc
+    needed = ["Metadata_Well", "Metadata_Site"] + [f"FileName_{c}" for c in spec.channels]
+    if spec.plate is None:
+        needed.append("Metadata_Plate")
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        have = [c for c in table.columns if c.startswith("FileName_")]
+        raise IngestError(
+            f"{csv}: no column(s) {', '.join(missing)} (FileName_ columns there: {have}); "
+            f"{spec.what}.channels must name the CSV's channels"
+        )
+    records = []
+    for i, row in enumerate(table.to_dict("records"), start=2):
+        wm = re.fullmatch(r"([A-Za-z]{1,2})0*(\d{1,2})", row["Metadata_Well"].strip())
+        if not wm:
+            raise IngestError(f"{csv}, line {i}: well {row['Metadata_Well']!r} is not like B03")
+        plate = row.get("Metadata_Plate") or spec.plate
+        for channel in spec.channels:
+            folder = Path(row.get(f"PathName_{channel}", "") or ".")
+            folder = folder if folder.is_absolute() else csv.parent / folder
+            records.append(
+                _position_record(
+                    plate,
+                    wm.group(1).upper(),
+                    wm.group(2),
+                    row["Metadata_Site"],
+                    channel,
+                    folder / row[f"FileName_{channel}"],
+                    f"{csv}, line {i}",
+                )
+            )
+    if not records:
+        raise IngestError(f"{csv}: no rows")
+    return records
 
 
 def _row_sort_key(s: pd.Series) -> pd.Series:

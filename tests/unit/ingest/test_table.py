@@ -395,3 +395,122 @@ def test_plate_mode_table_has_empty_filenames(tmp_path):
         channels=["R", "G", "B"],
     )
     assert list(build_table(spec).filename) == [""]
+
+
+# --- instrument sources: Harmony index XML, CellProfiler LoadData CSV -------------------------
+OPERETTA_FILE = r"r(?P<row>\d{2})c(?P<col>\d{2})f(?P<field>\d{2})p(?P<plane>\d{2})-ch(?P<channel>\d)sk1fk1fl1\.tiff"
+OPERETTA = r"(?P<plate>[^/]+)/" + OPERETTA_FILE
+HARMONY_NS = "http://www.perkinelmer.com/PEHH/HarmonyV5"
+
+
+def write_harmony_index(folder: Path, plate: str, files: list[str], planes=(1,)) -> Path:
+    """An Index.idx.xml as Harmony exports it (the parts hcsflow reads), for Operetta names."""
+    rx = __import__("re").compile(OPERETTA_FILE)
+    images = []
+    for name in files:
+        m = rx.fullmatch(name)
+        ch = int(m["channel"])
+        images.append(
+            f"<Image Version='1'><id>{name}</id><URL>{name}</URL>"
+            f"<Row>{int(m['row'])}</Row><Col>{int(m['col'])}</Col>"
+            f"<FieldID>{int(m['field'])}</FieldID><PlaneID>{int(m['plane'])}</PlaneID>"
+            f"<ChannelID>{ch}</ChannelID><ChannelName>{CH4[ch - 1]}</ChannelName>"
+            f"<ImageResolutionX Unit='m'>6.5E-07</ImageResolutionX></Image>"
+        )
+    xml = (
+        f"<?xml version='1.0' encoding='utf-8'?><EvaluationInputData xmlns='{HARMONY_NS}'>"
+        f"<Plates><Plate><PlateID>{plate}</PlateID><PlateTypeName>96well</PlateTypeName>"
+        f"</Plate></Plates><Images>{''.join(images)}</Images></EvaluationInputData>"
+    )
+    path = folder / "Index.idx.xml"
+    path.write_text(xml)
+    return path
+
+
+def write_loaddata(path: Path, raw: Path, table: pd.DataFrame) -> Path:
+    """A CellProfiler LoadData CSV for the images of ``table`` (scan's columns)."""
+    rows = []
+    for r in table.itertuples(index=False):
+        row = {"Metadata_Plate": r.plate, "Metadata_Well": r.well, "Metadata_Site": r.field}
+        for ch, f in zip(CH4, r.files, strict=True):
+            row[f"FileName_{ch}"] = Path(f).name
+            row[f"PathName_{ch}"] = str(Path(f).parent.relative_to(path.parent))
+        rows.append(row)
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def _plate_on_disk(tmp_path):
+    names = [
+        f"P1/r{r:02d}c{c:02d}f{f:02d}p01-ch{ch}sk1fk1fl1.tiff"
+        for r in (2, 3)
+        for c in (4, 11)
+        for f in (1, 2)
+        for ch in (1, 2, 3, 4)
+    ]
+    touch_all(tmp_path / "raw", names)
+    regex = SourceSpec(
+        raw_dir=str(tmp_path / "raw"),
+        channels=CH4,
+        channel_ids=["1", "2", "3", "4"],
+        pattern=OPERETTA.replace("(?P<plane>\\d{2})", "01"),
+    )
+    return names, regex
+
+
+def test_harmony_index_and_loaddata_csv_give_the_regex_table(tmp_path):
+    names, regex = _plate_on_disk(tmp_path)
+    by_regex = build_table(regex)
+    index = write_harmony_index(tmp_path / "raw" / "P1", "P1", [n.split("/", 1)[1] for n in names])
+    by_names = SourceSpec(channels=CH4, source="harmony", index=str(index))
+    by_ids = SourceSpec(
+        channels=CH4, channel_ids=["1", "2", "3", "4"], source="harmony", index=str(index)
+    )
+    csv = write_loaddata(tmp_path / "load_data.csv", tmp_path / "raw", scan(regex))
+    loaddata = SourceSpec(channels=CH4, source="loaddata", loaddata=str(csv))
+    for spec in (by_names, by_ids, loaddata):
+        table = build_table(spec)
+        assert len(table) == 8
+        pd.testing.assert_frame_equal(
+            table.assign(
+                raw_files=table["raw_files"].map(lambda fs: [str(Path(f).resolve()) for f in fs])
+            ),
+            by_regex.assign(
+                raw_files=by_regex["raw_files"].map(lambda fs: [str(Path(f).resolve()) for f in fs])
+            ),
+        )
+
+
+def test_harmony_reads_one_plane_of_a_z_stack(tmp_path):
+    names = [f"r02c04f01p{p:02d}-ch{ch}sk1fk1fl1.tiff" for p in (1, 2, 3) for ch in (1, 2, 3, 4)]
+    touch_all(tmp_path / "P1", names)
+    index = write_harmony_index(tmp_path / "P1", "P1", names)
+    table = scan(SourceSpec(channels=CH4, source="harmony", index=str(index), plane=2))
+    assert len(table) == 1
+    assert [Path(f).name[9:12] for f in table.loc[0, "files"]] == ["p02"] * 4
+
+
+def test_a_file_the_index_lists_but_the_export_lacks_is_named(tmp_path):
+    names, _ = _plate_on_disk(tmp_path)
+    index = write_harmony_index(tmp_path / "raw" / "P1", "P1", [n.split("/", 1)[1] for n in names])
+    (tmp_path / "raw" / names[5]).unlink()
+    with pytest.raises(IngestError, match=r"plate P1, image B-04-02: the file for channel FITC"):
+        scan(SourceSpec(channels=CH4, source="harmony", index=str(index)))
+
+
+def test_instrument_sources_name_what_does_not_fit(tmp_path):
+    names, regex = _plate_on_disk(tmp_path)
+    index = write_harmony_index(tmp_path / "raw" / "P1", "P1", [n.split("/", 1)[1] for n in names])
+    with pytest.raises(IngestError, match=r"channel 'DAPI' is not among images.channels"):
+        scan(
+            SourceSpec(
+                channels=["Hoechst", "FITC", "Cy3", "Cy5"], source="harmony", index=str(index)
+            )
+        )
+    csv = write_loaddata(tmp_path / "load_data.csv", tmp_path / "raw", scan(regex))
+    with pytest.raises(IngestError, match=r"no column\(s\) FileName_Hoechst"):
+        scan(
+            SourceSpec(
+                channels=["Hoechst", "FITC", "Cy3", "Cy5"], source="loaddata", loaddata=str(csv)
+            )
+        )
