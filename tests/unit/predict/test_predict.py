@@ -312,7 +312,7 @@ def test_cell_table_boxed_image_and_split_tables():
         None,
         plate="Plate02",
         image_name="B-03-01",
-        filename="/x/r02c03f01-ch1.tiff",
+        filename=plan.display_names([""], [["/x/r02c03f01-ch1.tiff"]])[0],
         metadata=meta,
         box_padding=0,
     )
@@ -557,3 +557,10 @@ def test_input_mismatches_are_named_with_their_fix_and_can_be_accepted():
         saved_model.check_run_inputs(info, ["uint16"], **same, accept=["bit_depth"])
     # an older model.json without "inputs" is not compared
     assert saved_model.check_run_inputs({**info, "inputs": None}, ["uint8"], **same) == []
+
+
+def test_display_names_keep_the_folder_of_named_files():
+    assert plan.display_names(
+        ["", "pyroptosis/1.jpg", "1.jpg", None],
+        [["/raw/P1/r02c03f01-ch1.tiff"], ["/raw/pyroptosis/1.jpg"], ["/raw/1.jpg"], ["/r/a.tif"]],
+    ) == ["r02c03f01-ch1.tiff", "pyroptosis/1.jpg", "1.jpg", "a.tif"]
