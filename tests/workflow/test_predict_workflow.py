@@ -22,6 +22,7 @@ from hcsflow.demo.plate import DemoSpec, generate
 
 REPO = Path(__file__).resolve().parents[2]
 NEW = "Plate02"
+DEAD = "D-03-01"  # a co-culture field of Plate02 whose masks the fixture blanks: no cell
 
 pytestmark = pytest.mark.workflow
 
@@ -79,6 +80,10 @@ def runs(tmp_path_factory):
         DemoSpec(n_plates=2, wells_per_condition=2, n_fields=1, image_size=256),
         progress=False,
     )
+    # a field of the plate to predict where segmentation found no cell (a dead well)
+    for comp in ("cells", "nuclei"):
+        blank = data / "truth" / NEW / f"{DEAD}.{comp}.tif"
+        tifffile.imwrite(blank, np.zeros_like(tifffile.imread(blank)))
     # run 1: train a Random Forest on Plate01 (Plate02 kept out)
     train_cfg = _config(
         data,
@@ -146,6 +151,8 @@ def test_a_saved_model_from_another_run_predicts_every_segmented_cell(runs):
         n_true += len(ids)
         got = res[res["image"] == im]
         assert sorted(got["cell_id"]) == ids, im  # one row per segmented cell
+        if not ids:
+            continue  # the dead field
         one = got.iloc[0]
         ys, xs = np.nonzero(true == one["cell_id"])
         assert (one["x1"], one["y1"]) == (max(xs.min() - 5, 0), max(ys.min() - 5, 0))
@@ -158,7 +165,9 @@ def test_a_saved_model_from_another_run_predicts_every_segmented_cell(runs):
     ).all()  # model.json class order
     summary = pd.read_csv(out / "image_summary.csv")
     assert summary["total_cells"].sum() == n_true
-    assert np.allclose(summary["Ratio_astro"] + summary["Ratio_SHSY5Y"], 1)
+    alive = summary[summary["total_cells"] > 0]
+    assert np.allclose(alive["Ratio_astro"] + alive["Ratio_SHSY5Y"], 1)
+    assert summary.loc[summary["total_cells"] == 0, "Ratio_astro"].isna().all()  # 0 of 0
     pred = pd.read_parquet(out / "predictions.parquet")
     assert len(pred) == n_true and (pred["split"] == "predict").all()
     # per-well calls match the layout for the monoculture wells
@@ -168,6 +177,11 @@ def test_a_saved_model_from_another_run_predicts_every_segmented_cell(runs):
     assert len(mono) == 4
     assert (mono["majority_class"] == mono["Metadata_Well"].map(layout)).all()
     assert (out / f"heatmap_{NEW}.png").stat().st_size > 1000
+    # the field without cells: no row in results.csv, listed with 0 cells, its boxed picture made
+    assert DEAD in images and not (res["image"] == DEAD).any()
+    dead = summary.set_index("image").loc[DEAD]
+    assert dead["total_cells"] == 0 and dead["boxed_image"] == f"boxed/{NEW}/{DEAD}.png"
+    assert (out / "boxed" / NEW / f"{DEAD}.png").stat().st_size > 500
     # the boxed image: field + legend strip, and the box of the first cell in its class colour
     from PIL import Image
 
