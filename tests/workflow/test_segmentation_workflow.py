@@ -175,7 +175,7 @@ def test_a_blank_field_is_called_empty_recorded_and_the_plate_warns(tmp_path):
         os.umask(old_umask)
     results = [p for p in (tmp_path / "results").rglob("*") if p.is_file() and not p.is_symlink()]
     private = [p for p in results if stat.S_IMODE(p.stat().st_mode) & 0o044 != 0o044]
-    assert len(results) > 10 and not private, private
+    assert len(results) >= 8 and not private, private  # masks, tables, validation
 
 
 def _blank_field_run(tmp_path, tifffile):
