@@ -30,21 +30,6 @@ CELL_KEYS = [
     "Metadata_ObjectNumber",
 ]
 FIELD_KEYS = ["Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_Image"]
-IMAGE_TABLE_COLUMNS = {
-    "plate",
-    "image",
-    "row",
-    "col",
-    "well",
-    "field",
-    "condition",
-    "n_channels",
-    "channels",
-    "raw_files",
-    "links",
-    "gt_files",
-    "gt_links",
-}
 
 
 class ClassifyError(ValueError):
