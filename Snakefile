@@ -29,6 +29,7 @@ validate(config, "config/schema/config.schema.yaml")
 # Cross-key checks (combinations the schema cannot see), still before any job: scripts/hcsflow/checks.py.
 sys.path.insert(0, str(Path(workflow.basedir, "scripts")))
 from hcsflow.checks import ConfigError, check_config
+from hcsflow.failures import failed_summary
 
 try:
     check_config(config)
@@ -62,3 +63,11 @@ include: "rules/classify.smk"
 include: "rules/deep.smk"
 # Prediction uses the models of every stage above: keep it the last stage file.
 include: "rules/predict.smk"
+# Failed and empty fields of every batched stage above.
+include: "rules/qc.smk"
+
+
+onsuccess:
+    # Failed fields never stop the run (on_image_error: skip): say how many there were, loudly.
+    if (summary := failed_summary(RESULTS, PLATES)) is not None:
+        print(summary, file=sys.stderr)

@@ -24,6 +24,7 @@ for _L in GT_BATCH_LAYOUTS:
             nuclei=_L.outputs(ALIGNED, kind="nuclei.tif"),
             table=_L.outputs(ALIGNED, kind="shift.parquet"),
             gt_features=_L.outputs(ALIGNED, kind="gt_features.parquet"),
+            failed=batch_failed(_L, "align_gt"),
             qc=[
                 report(
                     qc,
@@ -50,5 +51,6 @@ for _L in GT_BATCH_LAYOUTS:
             channels=config["images"]["channels"],
             gt_channels=(config.get("gt") or {}).get("channels", []),
             project_z=config["images"].get("project_z", "max"),
+            on_image_error=ON_IMAGE_ERROR,
         script:
             "../scripts/align_gt.py"

@@ -134,6 +134,30 @@ def batch_files(layout, files_of, *args):
     return inputs
 
 
+# Failed images (hcsflow.failures): each batched job writes a failure table (no rows when every
+# image went through); rule failed_images gathers a plate's tables into results/{plate}/failed.tsv.
+ON_IMAGE_ERROR = config["on_image_error"]
+_FAILED_TABLE = f"{RESULTS}/{{{{plate}}}}/failed/{{rule}}/{{{{batch}}}}.tsv"
+BATCH_FAILURE_RULES = {}  # rule name -> layout, filled as the batched rules are defined
+
+
+def batch_failed(layout, stage):
+    """Output: the failure table of a job of ``layout``'s rule for ``stage`` (registered for
+    failed_images, so only rules this config defines are gathered)."""
+    name = layout.rule_name(stage)
+    BATCH_FAILURE_RULES[name] = layout
+    return _FAILED_TABLE.format(rule=name)
+
+
+def batch_failure_tables(wildcards):
+    """Input function: every failure table of ``{plate}``'s batched jobs."""
+    return [
+        path
+        for name, layout in sorted(BATCH_FAILURE_RULES.items())
+        for path in layout.batch_paths(_FAILED_TABLE.format(rule=name), wildcards.plate)
+    ]
+
+
 def batch_runtime(layout, per_image_min, base_min=5):
     """runtime resource (minutes) of a job of ``layout``: grows with its size and the attempt."""
     minutes = base_min + per_image_min * len(layout.suffixes)
@@ -162,4 +186,5 @@ def all_targets():
         *classify_targets(),
         *deep_targets(),
         *predict_targets(),
+        *qc_targets(),
     ]

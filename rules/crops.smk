@@ -28,6 +28,7 @@ if _CROP_TYPES:
                     for ct in _CROP_TYPES
                     for f in _L.outputs(CROPS, crop_type=ct, ext="index.parquet")
                 ],
+                failed=batch_failed(_L, "crop_rois"),
             log:
                 batch_log(_L.rule_name("crop_rois")),
             wildcard_constraints:
@@ -45,6 +46,7 @@ if _CROP_TYPES:
                 channels=config["images"]["channels"],
                 project_z=config["images"].get("project_z", "max"),
                 min_nucleus_overlap=config["alignment"]["min_nucleus_overlap"],
+                on_image_error=ON_IMAGE_ERROR,
             script:
                 "../scripts/crop_rois.py"
 

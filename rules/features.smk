@@ -21,6 +21,7 @@ for _L in BATCH_LAYOUTS:
             images=f"{RESULTS}/images.tsv",
         output:
             tables=_L.outputs(_FEATURES),
+            failed=batch_failed(_L, "extract_features"),
         log:
             batch_log(_L.rule_name("extract_features")),
         wildcard_constraints:
@@ -38,6 +39,7 @@ for _L in BATCH_LAYOUTS:
             project_z=config["images"].get("project_z", "max"),
             min_nucleus_overlap=config["alignment"]["min_nucleus_overlap"],
             pixel_size_um=config["images"].get("pixel_size_um"),
+            on_image_error=ON_IMAGE_ERROR,
         script:
             "../scripts/extract_features.py"
 

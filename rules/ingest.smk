@@ -62,6 +62,7 @@ rule validate_images:
         channels=config["images"]["channels"],
         gt_channels=(config.get("gt") or {}).get("channels", []),
         layout_sheet=config["images"]["layout_sheet"],
+        on_bad_file=config["validation"]["on_bad_file"],
     script:
         "../scripts/validate_images.py"
 

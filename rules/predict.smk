@@ -79,6 +79,7 @@ rule predict_boxed:
         channels=config["images"]["channels"],
         project_z=config["images"].get("project_z", "max"),
         settings=_PRED_CFG,
+        on_image_error=ON_IMAGE_ERROR,
     script:
         "../scripts/predict_boxed.py"
 

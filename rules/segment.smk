@@ -178,6 +178,7 @@ if SEG["nuclei"]["method"] != "none":
                 model=_seg_model_input("nuclei"),
             output:
                 masks=_L.outputs(_SEG_MASK, target="nuclei"),
+                failed=batch_failed(_L, "segment_nuclei"),
             log:
                 batch_log(_L.rule_name("segment_nuclei")),
             wildcard_constraints:
@@ -195,6 +196,7 @@ if SEG["nuclei"]["method"] != "none":
                 ),
                 channels=config["images"]["channels"],
                 project_z=config["images"].get("project_z", "max"),
+                on_image_error=ON_IMAGE_ERROR,
             script:
                 "../scripts/segment_nuclei.py"
 
@@ -223,6 +225,7 @@ if SEG["cells"]["method"] != "none":
                 nuclei=batch_files(_L, seg_mask_of, "nuclei") if _SEG_CELLS_SEEDS else [],
             output:
                 masks=_L.outputs(_SEG_MASK, target="cells"),
+                failed=batch_failed(_L, "segment_cells"),
             log:
                 batch_log(_L.rule_name("segment_cells")),
             wildcard_constraints:
@@ -240,6 +243,7 @@ if SEG["cells"]["method"] != "none":
                 ),
                 channels=config["images"]["channels"],
                 project_z=config["images"].get("project_z", "max"),
+                on_image_error=ON_IMAGE_ERROR,
             script:
                 "../scripts/segment_cells.py"
 

@@ -1,6 +1,8 @@
 """Rule align_gt[_N]: shift the GT stain images of a batch onto their CP images and filter the
 masks (outputs in the order of ``snakemake.params.images``)."""
 
+import numpy as np
+
 from hcsflow.batches import optional_per_image, split_per_image
 from hcsflow.cells.align import (
     align_gt_to_cp,
@@ -12,9 +14,16 @@ from hcsflow.cells.align import (
     read_masks,
 )
 from hcsflow.cells.features import image_features, image_metadata
+from hcsflow.failures import (
+    BatchFailures,
+    empty_field,
+    failure_metadata,
+    for_each_image,
+    read_upstream,
+)
 from hcsflow.ingest.table import read_image_table
 from hcsflow.io import read_image, save_figure, write_labels, write_table, write_tiff
-from hcsflow.runner import for_each_image, rule_logging
+from hcsflow.runner import rule_logging
 
 with rule_logging(snakemake) as log:
     inp, out, par = snakemake.input, snakemake.output, snakemake.params
@@ -31,7 +40,6 @@ with rule_logging(snakemake) as log:
     gt_idx = channel_indices(par.gt_channels, cfg["gt_channels"], "alignment.gt_channels")
 
     def one(i, name):
-        meta = image_metadata(image_table, snakemake.wildcards.plate, name)
         cp_paths, gt_paths = cp_files[i], gt_files[i]
         cp = read_image(cp_paths, project_z=par.project_z)
         gt = read_image(gt_paths, project_z=par.project_z)
@@ -44,6 +52,10 @@ with rule_logging(snakemake) as log:
             cells=(cells, cells_path or nuclei_path),
             nuclei=(nuclei, nuclei_path or cells_path),
         )
+        return align(i, name, cp, gt, cells, nuclei)
+
+    def align(i, name, cp, gt, cells, nuclei, mask_metadata=None):
+        meta = image_metadata(image_table, snakemake.wildcards.plate, name)
         result = align_gt_to_cp(
             cp,
             gt,
@@ -82,8 +94,8 @@ with rule_logging(snakemake) as log:
         )
         # Everything of this image is computed before its first write; each write is atomic.
         write_tiff(out.gt[i], result.gt_aligned, axes="CYX")
-        write_labels(out.cells[i], result.cells)
-        write_labels(out.nuclei[i], result.nuclei)
+        write_labels(out.cells[i], result.cells, metadata=mask_metadata)
+        write_labels(out.nuclei[i], result.nuclei, metadata=mask_metadata)
         write_table(table, out.table[i])
         write_table(gt_feats, out.gt_features[i])
         save_figure(fig, out.qc[i])
@@ -92,4 +104,17 @@ with rule_logging(snakemake) as log:
             f"cells: {counts}; pairing: {result.pairing}"
         )
 
-    for_each_image(names, one, log)
+    def write_empty(i, name):
+        # empty GT image, masks marked failed (crops and features skip them), a no_cells row
+        cp, cells, nuclei = empty_field(cell_files[i] or nucleus_files[i], len(par.channels))
+        gt = np.zeros((len(par.gt_channels), *cells.shape), cp.dtype)
+        align(i, name, cp, gt, cells, nuclei, failure_metadata(*failures.cause(name)))
+
+    failures = BatchFailures(
+        "align_gt",
+        par.on_image_error,
+        read_upstream(names, None, [cell_files, nucleus_files]),
+        write_empty,
+    )
+    for_each_image(names, one, log, failures)
+    write_table(failures.table(snakemake.wildcards.plate), out.failed)

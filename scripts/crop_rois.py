@@ -6,9 +6,11 @@ from hcsflow.batches import optional_per_image, split_per_image
 from hcsflow.cells.align import read_field
 from hcsflow.cells.crops import crop_rois, save_crops
 from hcsflow.cells.features import image_metadata
+from hcsflow.failures import BatchFailures, empty_field, for_each_image, read_upstream
 from hcsflow.ingest.table import read_image_table
+from hcsflow.ingest.validate import plate_pixel_types
 from hcsflow.io import write_table
-from hcsflow.runner import for_each_image, rule_logging
+from hcsflow.runner import rule_logging
 
 with rule_logging(snakemake) as log:
     inp, out, par = snakemake.input, snakemake.output, snakemake.params
@@ -20,8 +22,12 @@ with rule_logging(snakemake) as log:
     nuclei_files = optional_per_image(inp, "nuclei", n)
     image_table = read_image_table(inp.images)
 
+    def pixel_type():
+        return plate_pixel_types(image_table, [snakemake.wildcards.plate]).get(
+            snakemake.wildcards.plate
+        )
+
     def one(i, name):
-        meta = image_metadata(image_table, snakemake.wildcards.plate, name)
         image, cells, nuclei, pairing = read_field(
             image_files[i],
             cells_files[i],
@@ -30,6 +36,10 @@ with rule_logging(snakemake) as log:
             par.project_z,
             par.min_nucleus_overlap,
         )
+        return crop(i, name, image, cells, nuclei, pairing)
+
+    def crop(i, name, image, cells, nuclei, pairing):
+        meta = image_metadata(image_table, snakemake.wildcards.plate, name)
         done = []
         for t, crop_type in enumerate(par.crop_types):
             settings = dict(par.crops.get(crop_type, {}))
@@ -65,4 +75,18 @@ with rule_logging(snakemake) as log:
             done.append(f"{crop_type} {len(crops)}")
         return ", ".join(done)
 
-    for_each_image(names, one, log)
+    def write_empty(i, name):
+        # crop files and index tables with no crops (the shapes and columns of every image)
+        image, cells, nuclei = empty_field(
+            cells_files[i] or nuclei_files[i], len(par.channels), pixel_type()
+        )
+        crop(i, name, image, cells, nuclei, "none")
+
+    failures = BatchFailures(
+        "crop_rois",
+        par.on_image_error,
+        read_upstream(names, None, [cells_files, nuclei_files]),
+        write_empty,
+    )
+    for_each_image(names, one, log, failures)
+    write_table(failures.table(snakemake.wildcards.plate), out.failed)

@@ -4,9 +4,11 @@
 from hcsflow.batches import optional_per_image, split_per_image
 from hcsflow.cells.align import read_field
 from hcsflow.cells.features import image_features, image_metadata, physical_shape_features
+from hcsflow.failures import BatchFailures, empty_field, for_each_image, read_upstream
 from hcsflow.ingest.table import read_image_table
+from hcsflow.ingest.validate import plate_pixel_types
 from hcsflow.io import write_table
-from hcsflow.runner import for_each_image, rule_logging
+from hcsflow.runner import rule_logging
 
 with rule_logging(snakemake) as log:
     inp, out, par = snakemake.input, snakemake.output, snakemake.params
@@ -17,18 +19,16 @@ with rule_logging(snakemake) as log:
     cells_files = optional_per_image(inp, "cells", n)
     nuclei_files = optional_per_image(inp, "nuclei", n)
     image_table = read_image_table(inp.images)
+
+    def pixel_type():
+        return plate_pixel_types(image_table, [snakemake.wildcards.plate]).get(
+            snakemake.wildcards.plate
+        )
+
     cfg = par.features
 
-    def one(i, name):
+    def features(i, name, image, cells, nuclei):
         meta = image_metadata(image_table, snakemake.wildcards.plate, name)
-        image, cells, nuclei, pairing = read_field(
-            image_files[i],
-            cells_files[i],
-            nuclei_files[i],
-            par.channels,
-            par.project_z,
-            par.min_nucleus_overlap,
-        )
         texture = dict(cfg["texture"])
         table = image_features(
             image,
@@ -43,6 +43,33 @@ with rule_logging(snakemake) as log:
         )
         table = physical_shape_features(table, par.pixel_size_um)
         write_table(table, out.tables[i])
+        return table
+
+    def one(i, name):
+        image, cells, nuclei, pairing = read_field(
+            image_files[i],
+            cells_files[i],
+            nuclei_files[i],
+            par.channels,
+            par.project_z,
+            par.min_nucleus_overlap,
+        )
+        table = features(i, name, image, cells, nuclei)
         return f"{len(table)} cells x {table.shape[1]} columns; pairing {pairing}"
 
-    for_each_image(names, one, log)
+    def write_empty(i, name):
+        # the same columns as every other image, no rows
+        features(
+            i,
+            name,
+            *empty_field(cells_files[i] or nuclei_files[i], len(par.channels), pixel_type()),
+        )
+
+    failures = BatchFailures(
+        "extract_features",
+        par.on_image_error,
+        read_upstream(names, None, [cells_files, nuclei_files]),
+        write_empty,
+    )
+    for_each_image(names, one, log, failures)
+    write_table(failures.table(snakemake.wildcards.plate), out.failed)

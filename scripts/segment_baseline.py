@@ -3,7 +3,8 @@ targets (outputs in the order of ``snakemake.params.images``)."""
 
 from hcsflow import io
 from hcsflow.batches import split_per_image
-from hcsflow.runner import for_each_image, rule_logging
+from hcsflow.failures import for_each_image
+from hcsflow.runner import rule_logging
 from hcsflow.segment.methods import segment_image, spec_from_config
 
 with rule_logging(snakemake) as log:

@@ -8,9 +8,18 @@ from hcsflow.runner import limit_threads
 
 limit_threads(snakemake.threads)  # before numpy / torch / TensorFlow are imported
 
+import numpy as np  # noqa: E402
+
 from hcsflow import io  # noqa: E402
 from hcsflow.batches import split_per_image  # noqa: E402
-from hcsflow.runner import for_each_image, rule_logging  # noqa: E402
+from hcsflow.failures import (  # noqa: E402
+    BatchFailures,
+    empty_field_shape,
+    failure_metadata,
+    for_each_image,
+    read_upstream,
+)
+from hcsflow.runner import rule_logging  # noqa: E402
 from hcsflow.segment import models  # noqa: E402
 from hcsflow.segment.methods import field_check_metadata, segment_field  # noqa: E402
 
@@ -42,4 +51,19 @@ with rule_logging(snakemake) as log:
             return "empty field"
         return f"{int(labels.max())} cells (method {spec.method})"
 
-    for_each_image(names, one, log)
+    def write_empty(i, name):
+        # a failed field: a 0-object mask marked failed, so later stages skip it
+        io.write_labels(
+            snakemake.output.masks[i],
+            np.zeros(empty_field_shape(snakemake.input.validated, name), np.uint16),
+            metadata=failure_metadata(*failures.cause(name)),
+        )
+
+    failures = BatchFailures(
+        "segment_cells",
+        snakemake.params.on_image_error,
+        read_upstream(names, snakemake.input.validated, [[n[0] if n else None for n in nuclei]]),
+        write_empty,
+    )
+    for_each_image(names, one, log, failures)
+    io.write_table(failures.table(snakemake.wildcards.plate), snakemake.output.failed)

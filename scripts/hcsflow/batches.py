@@ -76,6 +76,11 @@ class Layout:
             for p, b in sorted(self.pairs)
         ]
 
+    def batch_paths(self, pattern: str, plate: str) -> list[str]:
+        """``pattern`` (with ``{plate}`` and ``{batch}``) for every job of this layout on
+        ``plate`` (concrete paths, batch order): a per-job output such as its failure table."""
+        return [pattern.format(plate=p, batch=b) for p, b in sorted(self.pairs) if p == plate]
+
     def targets(self, pattern: str, **fmt) -> list[str]:
         """``pattern`` for every image of this layout (concrete paths)."""
         return [

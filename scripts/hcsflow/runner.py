@@ -106,35 +106,6 @@ def limit_threads(n: int) -> dict:
     return {"n": n, "pools": pools, "torch": limited_torch}
 
 
-def for_each_image(names, fn, logger: logging.Logger) -> list:
-    """Run ``fn(i, name)`` for each image of a batch job, logging one line per image.
-
-    A failing image names itself (``image B-03-01 (2/9) failed``) in the log and in the error,
-    and stops the job: Snakemake then removes the job's outputs, and a rerun redoes the batch.
-    """
-    names = list(names)
-    results = []
-    for i, name in enumerate(names):
-        start = time.perf_counter()
-        try:
-            msg = fn(i, name)
-        except Exception as exc:
-            logger.error("image %s (%d/%d) failed: %s", name, i + 1, len(names), exc)
-            raise RuntimeError(
-                f"image {name} ({i + 1}/{len(names)} of this batch) failed: {exc}"
-            ) from exc
-        logger.info(
-            "image %s (%d/%d): %s [%.1f s]",
-            name,
-            i + 1,
-            len(names),
-            msg or "done",
-            time.perf_counter() - start,
-        )
-        results.append(msg)
-    return results
-
-
 def torch_device(prefer_gpu: bool = True, logger: logging.Logger | None = None):
     """Return a CUDA device when one is usable, else the CPU, and say which in the log.
 

@@ -200,6 +200,32 @@ def test_validate_plate_reports_every_problem(plate):
     raise_problems("P", [])
 
 
+def test_unreadable_files_are_listed_not_fatal_with_on_bad_file_skip(plate):
+    f = {k: str(v) for k, v in plate.items()}
+    table = pd.DataFrame(
+        {
+            "plate": "P",
+            "image": ["A-01-01", "A-02-01", "A-03-01", "A-04-01"],
+            "well": ["A01", "A02", "A03", "A04"],
+            "raw_files": [[f["good"]], [f["truncated"]], [f["garbage"]], [f["three"]]],
+            "gt_files": [[], [], [], []],
+        }
+    )
+    report, problems = validate_plate(table, ["A", "B"], on_bad_file="skip")
+    # the unreadable files are report rows with their error; the wrong channel count still stops
+    assert len(problems) == 1 and "3 channel(s) in all" in problems[0]
+    bad = report[report["error"] != ""].set_index("image")
+    assert list(bad.index) == ["A-02-01", "A-03-01"]
+    assert "truncated TIFF" in bad.loc["A-02-01", "error"]
+    assert bad.loc["A-03-01", "file"] == f["garbage"]
+    assert (report.loc[report["error"] == "", "image"] == ["A-01-01", "A-04-01"]).all()
+    # a plate where every image is unreadable stops all the same
+    _, problems = validate_plate(table.iloc[1:3], ["A", "B"], on_bad_file="skip")
+    assert len(problems) == 1 and "every image of plate P has an unreadable file" in problems[0]
+    with pytest.raises(ValueError, match="on_bad_file"):
+        validate_plate(table, ["A", "B"], on_bad_file="ignore")
+
+
 def test_validate_plate_refuses_non_number_pixels(plate):
     table = pd.DataFrame(
         {

@@ -43,6 +43,7 @@ def test_bad_images_stop_the_run_before_segmentation(tmp_path):
             "layout": str(data / "layout.xlsx"),
         },
         "gt": None,
+        "validation": {"on_bad_file": "stop"},  # the default, skip, lists it in failed.tsv
         "segmentation": {
             "cells": {
                 "method": "threshold",

@@ -6,7 +6,8 @@ depend on the plate's ``results/{plate}/validation.tsv``). Cheap: only headers a
 format allows it (TIFF: the IFDs, plus a check that every strip / tile lies inside the file, which
 catches truncated copies; ND2: the metadata), PNG/JPEG are decoded (small). Checked per image:
 
-- every file is readable (a corrupt or truncated file is named, with the fix);
+- every file is readable (a corrupt or truncated file is named, with the fix; with
+  ``validation.on_bad_file: skip`` it is listed with its error and its image skipped instead);
 - the channel count (summed over the image's files) equals ``images.channels`` (``gt.channels``);
 - the channel files of an image have one size, the GT image the size of its image;
 - the pixel type is a number type (integers or floats);
@@ -40,6 +41,7 @@ REPORT_COLUMNS = [
     "height",
     "width",
     "dtype",
+    "error",  # why the file cannot be read (validation.on_bad_file: skip), else empty
 ]
 
 
@@ -99,20 +101,34 @@ def probe_file(path: str | os.PathLike) -> dict:
     return {"kind": kind, "n_channels": n, "height": h, "width": w, "dtype": dtype}
 
 
-def _check_image(plate, image, files, role, channels, section, problems, rows):
-    """Probe the files of one image (one role: images or gt); append report rows and problems."""
+def _check_image(plate, image, files, role, channels, section, problems, rows, skip_bad=False):
+    """Probe the files of one image (one role: images or gt); append report rows and problems.
+    ``skip_bad``: an unreadable file is a report row with its ``error``, not a problem."""
     infos = []
     for f in files:
         try:
             info = probe_file(f)
         except ImageReadError as exc:
-            problems.append(
-                f"{f} (plate {plate}, image {image}): unreadable: {exc}. Fix: copy or export the "
-                f"file again, or move it out of {section}.raw_dir"
-            )
+            if skip_bad:
+                rows.append(
+                    {
+                        "plate": plate,
+                        "image": image,
+                        "role": role,
+                        "file": str(f),
+                        "error": str(exc),
+                    }
+                )
+            else:
+                problems.append(
+                    f"{f} (plate {plate}, image {image}): unreadable: {exc}. Fix: copy or export "
+                    f"the file again, or move it out of {section}.raw_dir"
+                )
             continue
         infos.append((f, info))
-        rows.append({"plate": plate, "image": image, "role": role, "file": str(f), **info})
+        rows.append(
+            {"plate": plate, "image": image, "role": role, "file": str(f), **info, "error": ""}
+        )
         if np.dtype(info["dtype"]).kind not in "uif":
             problems.append(
                 f"{f} (plate {plate}, image {image}): pixel type {info['dtype']} is not a number "
@@ -158,23 +174,46 @@ def validate_plate(
     gt_channels=None,
     layout_wells=None,
     layout_name: str | None = None,
+    on_bad_file: str = "stop",
 ) -> tuple[pd.DataFrame, list[str]]:
     """Check every image (and GT image) of ``table`` (rows of one plate of the image table).
 
     Returns the per-file report (``REPORT_COLUMNS``) and the list of problems (empty: all good).
     ``layout_wells``: the wells of the plate's layout (None: no layout to check against).
+    ``on_bad_file='skip'``: an unreadable file is a report row with its ``error`` (its image is
+    then skipped by every job, see hcsflow.failures) instead of a problem, unless every image of
+    the plate has one.
     """
+    if on_bad_file not in ("skip", "stop"):
+        raise ValueError(f"validation.on_bad_file must be skip or stop, got {on_bad_file!r}")
+    skip_bad = on_bad_file == "skip"
     rows: list[dict] = []
     problems: list[str] = []
     channels = list(channels)
     for rec in table.itertuples(index=False):
         size = _check_image(
-            rec.plate, rec.image, list(rec.raw_files), "image", channels, "images", problems, rows
+            rec.plate,
+            rec.image,
+            list(rec.raw_files),
+            "image",
+            channels,
+            "images",
+            problems,
+            rows,
+            skip_bad,
         )
         gt_files = list(getattr(rec, "gt_files", []) or [])
         if gt_files and gt_channels:
             gt_size = _check_image(
-                rec.plate, rec.image, gt_files, "gt", list(gt_channels), "gt", problems, rows
+                rec.plate,
+                rec.image,
+                gt_files,
+                "gt",
+                list(gt_channels),
+                "gt",
+                problems,
+                rows,
+                skip_bad,
             )
             if size is not None and gt_size is not None and gt_size != size:
                 problems.append(
@@ -189,6 +228,14 @@ def validate_plate(
                 f"move the file out of images.raw_dir"
             )
     report = pd.DataFrame(rows, columns=REPORT_COLUMNS)
+    bad = set(report.loc[report["error"].fillna("") != "", "image"])
+    if bad and bad >= set(table["image"]):
+        problems.insert(
+            0,
+            f"every image of plate {table['plate'].iloc[0]} has an unreadable file (e.g. "
+            f"{report.loc[report['error'] != '', 'file'].iloc[0]}: "
+            f"{report.loc[report['error'] != '', 'error'].iloc[0]}). Fix: check the export",
+        )
     return report, problems
 
 
@@ -202,12 +249,13 @@ def raise_problems(plate: str, problems: list[str]) -> None:
 
 
 def plate_pixel_types(image_table, plates=None) -> dict:
-    """``{plate: dtype name}`` from the header of each plate's first raw file (``None`` where
-    that file does not exist yet, e.g. a demo plate before its rule ran, or cannot be read). One file per plate: a
-    plate's images come from one instrument export (the content check compares every file)."""
-    out = {}
+    """``{plate: dtype name}`` from the header of each plate's first readable raw file (``None``
+    where none exists yet, e.g. a demo plate before its rule ran, or none can be read). One file
+    per plate: a plate's images come from one instrument export (the content check compares every
+    file); an unreadable first file (skipped, see validation.on_bad_file) passes to the next."""
+    out: dict = {}
     for plate, files in zip(image_table["plate"], image_table["raw_files"], strict=True):
-        if plate in out or (plates is not None and plate not in set(plates)):
+        if out.get(plate) is not None or (plates is not None and plate not in set(plates)):
             continue
         first = Path(list(files)[0])
         try:
