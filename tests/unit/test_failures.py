@@ -28,7 +28,7 @@ LOG = logging.getLogger("test")
 
 def _fn(i, name):
     if name == "bad":
-        raise ValueError("no\\nway")  # a multi-line message stays one table cell
+        raise ValueError("no\nway")  # a multi-line message stays one table cell
     return f"ok {i}"
 
 
