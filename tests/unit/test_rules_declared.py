@@ -160,8 +160,12 @@ def test_image_stages_run_in_batches(rules):
         assert is_batched(rule), f"{name} is not batched"
         assert {"plate", "batch"} == set(rule.wildcard_names), name
         assert len(rule.output) >= 2, f"{name}: a batch declares one output per image"
-        # outputs: results/{plate}/.../{batch}-FF(...) (constraints may follow the names)
-        assert all(re.search(r"\{batch[,}].*-\d\d[.]", str(o)) for o in rule.output), name
+        # outputs: results/{plate}/.../{batch}-FF(...) (constraints may follow the names), and
+        # the job's failure table results/{plate}/failed/<rule>/{batch}.tsv (hcsflow.failures)
+        per_image_outputs = [o for o in rule.output if "/failed/" not in str(o)]
+        assert all(re.search(r"\{batch[,}].*-\d\d[.]", str(o)) for o in per_image_outputs), name
+        failed = [re.sub(r",[^}]*}", "}", str(o)) for o in rule.output if "/failed/" in str(o)]
+        assert failed == [f"results/{{plate}}/failed/{name}/{{batch}}.tsv"], name
         assert all("{plate" in str(f) and "{batch" in str(f) for f in rule.log), name
 
 
