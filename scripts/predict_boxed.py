@@ -24,6 +24,8 @@ with rule_logging(snakemake) as log:
         log.warning("image %s unreadable, boxed image is a blank placeholder: %s", wc.image, exc)
         image = np.zeros((len(par.channels), *PLACEHOLDER_SHAPE), np.uint8)
         title = f"{title}  FAILED: unreadable (see failed.tsv)"
-    rgb = boxed_image(image, results, info["classes"], list(par.channels), par.settings, title=title)
+    rgb = boxed_image(
+        image, results, info["classes"], list(par.channels), par.settings, title=title
+    )
     log.info("%d boxes; classes %s", len(results), results["class_name"].value_counts().to_dict())
     write_png(out.boxed, rgb)

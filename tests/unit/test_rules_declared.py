@@ -164,8 +164,9 @@ def test_image_stages_run_in_batches(rules):
         # the job's failure table results/{plate}/failed/<rule>/{batch}.tsv (hcsflow.failures)
         per_image_outputs = [o for o in rule.output if "/failed/" not in str(o)]
         assert all(re.search(r"\{batch[,}].*-\d\d[.]", str(o)) for o in per_image_outputs), name
-        failed = [re.sub(r",[^}]*}", "}", str(o)) for o in rule.output if "/failed/" in str(o)]
-        assert failed == [f"results/{{plate}}/failed/{name}/{{batch}}.tsv"], name
+        failed = [str(o) for o in rule.output if "/failed/" in str(o)]
+        assert len(failed) == 1, name
+        assert re.fullmatch(rf"results/\{{plate[^/]*/failed/{name}/\{{batch.*\}}\.tsv", failed[0])
         assert all("{plate" in str(f) and "{batch" in str(f) for f in rule.log), name
 
 
