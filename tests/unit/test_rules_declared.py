@@ -166,7 +166,7 @@ def test_image_stages_run_in_batches(rules):
         assert all(re.search(r"\{batch[,}].*-\d\d[.]", str(o)) for o in per_image_outputs), name
         failed = [str(o) for o in rule.output if "/failed/" in str(o)]
         assert len(failed) == 1, name
-        assert re.fullmatch(rf"results/\{{plate[^/]*/failed/{name}/\{{batch.*\}}\.tsv", failed[0])
+        assert re.fullmatch(rf"results/\{{plate.*?}}/failed/{name}/\{{batch.*\}}\.tsv", failed[0])
         assert all("{plate" in str(f) and "{batch" in str(f) for f in rule.log), name
 
 
