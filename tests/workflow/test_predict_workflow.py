@@ -25,6 +25,15 @@ NEW = "Plate02"
 DEAD = "D-03-01"  # a co-culture field of Plate02 whose masks the fixture blanks: no cell
 
 pytestmark = pytest.mark.workflow
+# A small CNN on nucleus crops: enough to predict; what it predicts is tested in test_deep_workflow.
+DEEP_MODEL = {
+    "architecture": "resnet10t",
+    "input": "nucleus",
+    "image_size": 32,
+    "epochs": 1,
+    "patience": 1,
+    "seed": 0,
+}
 
 
 def _config(data: Path, **sections) -> dict:
@@ -96,9 +105,16 @@ def runs(tmp_path_factory):
                 "RF": {"estimator": "RandomForestClassifier", "params": {"n_estimators": 50}}
             },
             "threads": 1,
+            "profiles": {"enabled": False},
         },
+        deep={"enabled": True, "threads": 2, "models": {"cnn": DEEP_MODEL}},
     )
-    proc = _snakemake(work / "train_run", train_cfg, "results/classify/RF/model.json")
+    proc = _snakemake(
+        work / "train_run",
+        train_cfg,
+        "results/classify/RF/model.json",
+        "results/classify/cnn/model.json",
+    )
     assert proc.returncode == 0, proc.stderr[-5000:]
     model_json = work / "train_run" / "results" / "classify" / "RF" / "model.json"
     # run 2, another folder: predict Plate02 with the saved model file
@@ -123,6 +139,12 @@ def runs(tmp_path_factory):
     ]
     targets += [f"{out}/boxed/{NEW}/{im}.png" for im in images]
     proc = _snakemake(work / "new_run", pred_cfg, *targets)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    # run 3, another folder: the same plate with the saved deep model (crops, not features)
+    deep_json = work / "train_run" / "results" / "classify" / "cnn" / "model.json"
+    deep_cfg = _config(data, predict={**predict, "model": str(deep_json)})
+    deep_targets = [t.replace("/RF/", "/cnn/") for t in targets]
+    proc = _snakemake(work / "deep_run", deep_cfg, *deep_targets)
     assert proc.returncode == 0, proc.stderr[-5000:]
     return work, data, model_json, images
 
@@ -192,6 +214,31 @@ def test_a_saved_model_from_another_run_predicts_every_segmented_cell(runs):
     colour = {"astro": (0, 255, 0), "SHSY5Y": (255, 0, 255)}[first["class_name"]]
     edge = rgb[first["y1"], first["x1"] : first["x2"] + 1]
     assert first["confidence"] < 0.5 or (edge == colour).all(axis=1).mean() > 0.5
+
+
+def test_a_deep_model_predicts_the_plate_and_lists_the_field_without_cells(runs):
+    work, data, _, images = runs
+    out = work / "deep_run" / "results" / "predict" / "cnn"
+    res = pd.read_csv(out / "results.csv")
+    n_true = sum(
+        len(set(np.unique(tifffile.imread(data / "truth" / NEW / f"{im}.cells.tif"))) - {0})
+        for im in images
+    )
+    # every cell the nucleus crops keep (crops drop cells cut by the image edge)
+    crops = pd.concat(
+        pd.read_parquet(p)
+        for p in (work / "deep_run" / "results" / NEW / "crops" / "nucleus").glob("*.index.parquet")
+    )
+    assert 0 < len(res) == len(crops) <= n_true
+    assert set(res["class_name"]) <= {"astro", "SHSY5Y"} and res["confidence"].between(0, 1).all()
+    summary = pd.read_csv(out / "image_summary.csv").set_index("image")
+    assert set(summary.index) == set(images)
+    # the field without cells: no result row, 0 cells in the summary, its boxed picture made
+    assert not (res["image"] == DEAD).any()
+    assert summary.loc[DEAD, "total_cells"] == 0
+    assert summary.loc[DEAD, "boxed_image"] == f"boxed/{NEW}/{DEAD}.png"
+    assert (out / "boxed" / NEW / f"{DEAD}.png").stat().st_size > 500
+    assert pd.read_parquet(out / "predictions.parquet")["Metadata_Image"].ne(DEAD).all()
 
 
 def test_a_model_whose_channels_the_images_lack_stops_before_any_job(runs):
