@@ -63,7 +63,7 @@ rule train_classifier:
         classify=CLASSIFY,
         spec=classical_spec,
         seed=classical_seed,
-        pixel_size_um=config["images"].get("pixel_size_um"),
+        pixel_size_um=PIXEL_SIZE_UM,
     script:
         "../scripts/train_classifier.py"
 

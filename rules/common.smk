@@ -9,7 +9,7 @@ from snakemake.exceptions import WorkflowError
 
 from hcsflow import batches as hcs_batches
 from hcsflow.demo import scenarios as demo_scenarios
-from hcsflow.ingest.table import IngestError, SourceSpec, build_table
+from hcsflow.ingest.table import IngestError, SourceSpec, build_table, run_pixel_size
 
 RESULTS = "results"
 LOGS = "logs"
@@ -47,6 +47,9 @@ except IngestError as exc:
     raise WorkflowError(f"cannot build the image table: {exc}") from None
 
 PLATES = sorted(IMAGES["plate"].unique())
+# The run's pixel size (µm): images.pixel_size_um, else the instrument's (Harmony index) when all
+# images agree; recorded with trained models, checked by prediction (features use each image's).
+PIXEL_SIZE_UM = run_pixel_size(IMAGES)
 
 
 wildcard_constraints:

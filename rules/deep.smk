@@ -43,7 +43,7 @@ rule train_deep:
         classes=list((config.get("classify") or {}).get("classes") or {}),
         checkpoints=lambda wc: f"{RESULTS}/.checkpoints/{wc.model}",
         crops=config["crops"],
-        pixel_size_um=config["images"].get("pixel_size_um"),
+        pixel_size_um=PIXEL_SIZE_UM,
     script:
         "../scripts/train_deep.py"
 

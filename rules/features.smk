@@ -38,7 +38,6 @@ for _L in BATCH_LAYOUTS:
             channels=config["images"]["channels"],
             project_z=config["images"].get("project_z", "max"),
             min_nucleus_overlap=config["alignment"]["min_nucleus_overlap"],
-            pixel_size_um=config["images"].get("pixel_size_um"),
             on_image_error=ON_IMAGE_ERROR,
         script:
             "../scripts/extract_features.py"

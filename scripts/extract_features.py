@@ -5,7 +5,7 @@ from hcsflow.batches import optional_per_image, split_per_image
 from hcsflow.cells.align import read_field
 from hcsflow.cells.features import image_features, image_metadata, physical_shape_features
 from hcsflow.failures import BatchFailures, empty_field, for_each_image, read_upstream
-from hcsflow.ingest.table import read_image_table
+from hcsflow.ingest.table import pixel_size_of, read_image_table
 from hcsflow.ingest.validate import plate_pixel_types
 from hcsflow.io import write_table
 from hcsflow.runner import rule_logging
@@ -41,7 +41,9 @@ with rule_logging(snakemake) as log:
             patch_size=cfg["patch_size"],
             metadata=meta,
         )
-        table = physical_shape_features(table, par.pixel_size_um)
+        # the image's own pixel size (images.pixel_size_um, else the instrument's; images.tsv)
+        size = pixel_size_of(image_table, snakemake.wildcards.plate, name)
+        table = physical_shape_features(table, size)
         write_table(table, out.tables[i])
         return table
 

@@ -46,7 +46,7 @@ try:
                 _m["info"],
                 hcs_validate.plate_pixel_types(IMAGES, _PRED_PLATES).values(),
                 crops_cfg=config["crops"],
-                pixel_size_um=config["images"].get("pixel_size_um"),
+                pixel_size_um=PIXEL_SIZE_UM,
                 accept=_PRED_CFG.get("accept_mismatch") or [],
                 where=f"the plates {_PRED_PLATES} of this run",
             )
@@ -116,7 +116,7 @@ _PRED_PARAMS = dict(
     images=lambda wc: list(_pred_plate_images(wc)["image"]),
     names=lambda wc: _pred_display_names(_pred_plate_images(wc)),
     crops=config["crops"],
-    pixel_size_um=config["images"].get("pixel_size_um"),
+    pixel_size_um=PIXEL_SIZE_UM,
 )
 
 

@@ -48,6 +48,7 @@ TABLE_COLUMNS = [
     "gt_files",
     "gt_links",
     "filename",
+    "pixel_size_um",  # images.pixel_size_um, else the instrument's (Harmony), else empty
 ]
 NAMED_PLATE = "images"  # pseudo-plate of the named-files mode without a plate name
 NAMED_COLS = 24  # pseudo-wells per row in the named-files mode
@@ -81,6 +82,7 @@ class SourceSpec:
     index: str | list[str] | None = None  # harmony: Index.idx.xml / Index.xml path(s)
     loaddata: str | None = None  # loaddata: the CSV
     plane: int = 1  # harmony: the plane (PlaneID) of z-stacks to read
+    pixel_size_um: float | None = None  # the config's; None: the instrument's where it says
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -98,6 +100,7 @@ class SourceSpec:
             "index",
             "loaddata",
             "plane",
+            "pixel_size_um",
         )
         return cls(**{k: section[k] for k in keys if section.get(k) is not None}, what=what)
 
@@ -254,6 +257,7 @@ def _image_record(plate, image, first, files: list) -> dict:
         field=first.field,
         files=files,
         filename=first.filename,
+        pixel_size_um=first.get("pixel_size_um", float("nan")),
     )
 
 
@@ -397,10 +401,25 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
+UNIT_TO_UM = {"m": 1e6, "mm": 1e3, "um": 1.0, "µm": 1.0, "nm": 1e-3}
+
+
+def _micrometres(value: str, unit: str, where) -> float:
+    """A Harmony length (``ImageResolutionX`` with its ``Unit`` attribute, metres by default)
+    in micrometres."""
+    try:
+        return float(value) * UNIT_TO_UM[unit.strip()]
+    except (KeyError, ValueError) as exc:
+        raise IngestError(
+            f"{where}: cannot read the pixel size {value!r} {unit!r} ({exc})"
+        ) from exc
+
+
 def harmony_records(spec: SourceSpec) -> list[dict]:
     """One record per image file of PerkinElmer Harmony (Opera / Operetta) index XMLs
     (``Index.idx.xml`` / ``Index.xml``: one ``Image`` element per file with ``URL``, ``Row``,
-    ``Col``, ``FieldID``, ``PlaneID``, ``ChannelID``, ``ChannelName``). Files are relative to the
+    ``Col``, ``FieldID``, ``PlaneID``, ``ChannelID``, ``ChannelName``, ``ImageResolutionX``: the
+    pixel size, metres unless its ``Unit`` says otherwise). Files are relative to the
     index's folder; the plate is the index's ``Plate/PlateID`` (else ``images.plate``, else the
     folder name). Channels are matched by name to ``images.channels`` (or by ``ChannelID``
     through ``images.channel_ids``); only plane ``images.plane`` of z-stacks is read."""
@@ -431,6 +450,7 @@ def harmony_records(spec: SourceSpec) -> list[dict]:
             f = {_local(c.tag): (c.text or "").strip() for c in el}
             if "URL" not in f:
                 continue
+            units = {_local(c.tag): c.get("Unit", "m") for c in el}
             if int(f.get("PlaneID") or 1) != int(spec.plane):
                 continue
             if by_id:
@@ -449,17 +469,20 @@ def harmony_records(spec: SourceSpec) -> list[dict]:
                         f"by ChannelID with {spec.what}.channel_ids"
                     )
             url = f["URL"].removeprefix("file://")
-            records.append(
-                _position_record(
-                    plate,
-                    f.get("Row"),
-                    f.get("Col"),
-                    f.get("FieldID"),
-                    channel,
-                    index.parent / url,
-                    str(index),
-                )
+            record = _position_record(
+                plate,
+                f.get("Row"),
+                f.get("Col"),
+                f.get("FieldID"),
+                channel,
+                index.parent / url,
+                str(index),
             )
+            if f.get("ImageResolutionX"):
+                record["pixel_size_um"] = _micrometres(
+                    f["ImageResolutionX"], units["ImageResolutionX"], index
+                )
+            records.append(record)
     if not records:
         raise IngestError(f"no image of plane {spec.plane} in {', '.join(map(str, indexes))}")
     return records
@@ -594,7 +617,48 @@ def build_table(
             log.warning("%d image(s) have no GT stain image", n_without)
     table["raw_files"] = table.pop("files")
     table["condition"] = ""
+    table["pixel_size_um"] = image_pixel_sizes(table, images.pixel_size_um)
     return table[TABLE_COLUMNS]
+
+
+def image_pixel_sizes(table: pd.DataFrame, configured: float | None) -> pd.Series:
+    """Each image's pixel size (µm): ``images.pixel_size_um`` when set (it wins over the
+    instrument's, with a warning where they differ by more than 1 %), else the instrument's
+    (NaN where neither says)."""
+    found = pd.to_numeric(
+        table["pixel_size_um"] if "pixel_size_um" in table else pd.Series(index=table.index),
+        errors="coerce",
+    )
+    if configured is None:
+        return found
+    differ = found.notna() & ((found - configured).abs() > 0.01 * configured)
+    if differ.any():
+        log.warning(
+            "images.pixel_size_um %.4g um overrides the instrument's %s um for %d image(s)",
+            configured,
+            sorted(set(found[differ].round(4))),
+            int(differ.sum()),
+        )
+    return pd.Series(float(configured), index=table.index)
+
+
+def pixel_size_of(table: pd.DataFrame, plate: str, image: str) -> float | None:
+    """The pixel size (µm) of one image of the image table; None when unknown."""
+    sel = table[(table["plate"].astype(str) == str(plate)) & (table["image"].astype(str) == image)]
+    if "pixel_size_um" not in sel or sel.empty:
+        return None
+    value = pd.to_numeric(sel["pixel_size_um"], errors="coerce").iloc[0]
+    return None if pd.isna(value) else float(value)
+
+
+def run_pixel_size(table: pd.DataFrame) -> float | None:
+    """The run's one pixel size (µm), recorded with trained models and checked by prediction:
+    the images' common value, None when unknown or when plates differ (features still get each
+    image's own)."""
+    if "pixel_size_um" not in table:
+        return None
+    sizes = set(pd.to_numeric(table["pixel_size_um"], errors="coerce").dropna().round(6))
+    return float(sizes.pop()) if len(sizes) == 1 else None
 
 
 def attach_layout(
@@ -701,6 +765,7 @@ def read_image_table(path: str | Path) -> pd.DataFrame:
     )
     if "filename" not in table:
         table["filename"] = ""
+    table["pixel_size_um"] = pd.to_numeric(table.get("pixel_size_um", ""), errors="coerce")
     for col in ("channels", "raw_files", "links", "gt_files", "gt_links"):
         table[col] = table[col].map(lambda v: [x for x in str(v).split(";") if x])
     return table

@@ -17,8 +17,10 @@ from hcsflow.ingest.table import (
     build_table,
     check_channels,
     make_links,
+    pixel_size_of,
     read_image_table,
     row_letter,
+    run_pixel_size,
     scan,
     serialise,
 )
@@ -468,6 +470,10 @@ def test_harmony_index_and_loaddata_csv_give_the_regex_table(tmp_path):
     )
     csv = write_loaddata(tmp_path / "load_data.csv", tmp_path / "raw", scan(regex))
     loaddata = SourceSpec(channels=CH4, source="loaddata", loaddata=str(csv))
+    # the index says 6.5E-07 m per pixel; file names and LoadData CSVs do not (the config does)
+    assert by_regex["pixel_size_um"].isna().all()
+    regex.pixel_size_um = loaddata.pixel_size_um = 0.65
+    by_regex = build_table(regex)
     for spec in (by_names, by_ids, loaddata):
         table = build_table(spec)
         assert len(table) == 8
@@ -479,6 +485,33 @@ def test_harmony_index_and_loaddata_csv_give_the_regex_table(tmp_path):
                 raw_files=by_regex["raw_files"].map(lambda fs: [str(Path(f).resolve()) for f in fs])
             ),
         )
+
+
+def test_pixel_size_from_the_index_the_config_wins(tmp_path, caplog):
+    names, _ = _plate_on_disk(tmp_path)
+    index = write_harmony_index(tmp_path / "raw" / "P1", "P1", [n.split("/", 1)[1] for n in names])
+    table = build_table(SourceSpec(channels=CH4, source="harmony", index=str(index)))
+    assert np.allclose(table["pixel_size_um"], 0.65)
+    assert run_pixel_size(table) == pytest.approx(0.65)
+    assert pixel_size_of(table, "P1", "B-04-01") == pytest.approx(0.65)
+    assert pixel_size_of(table, "P1", "Z-01-01") is None
+    with caplog.at_level("WARNING"):
+        table = build_table(
+            SourceSpec(channels=CH4, source="harmony", index=str(index), pixel_size_um=0.325)
+        )
+    assert (table["pixel_size_um"] == 0.325).all()
+    assert "images.pixel_size_um 0.325 um overrides the instrument's [0.65] um for 8" in caplog.text
+    # plates of different pixel sizes: no one run value (features still get each image's)
+    mixed = table.assign(pixel_size_um=[0.65] * 4 + [1.3] * 4)
+    assert (
+        run_pixel_size(mixed) is None
+        and run_pixel_size(table.drop(columns="pixel_size_um")) is None
+    )
+    # images.tsv keeps it (empty where unknown) and reads it back as a number
+    path = tmp_path / "images.tsv"
+    serialise(mixed.assign(pixel_size_um=[0.65, None] * 4)).to_csv(path, sep="\t", index=False)
+    back = read_image_table(path)["pixel_size_um"]
+    assert back.iloc[0] == 0.65 and np.isnan(back.iloc[1])
 
 
 def test_harmony_reads_one_plane_of_a_z_stack(tmp_path):
