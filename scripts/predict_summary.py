@@ -3,7 +3,8 @@ image_summary.csv), the well calls and one plate heatmap per predicted plate."""
 
 import pandas as pd
 
-from hcsflow.classify.voting import plate_heatmap, vote_wells
+from hcsflow.classify.voting import add_wells_without_units, plate_heatmap, vote_wells
+from hcsflow.ingest.table import well_of_image
 from hcsflow.io import save_figure, write_table
 from hcsflow.predict.cells import image_summary, split_cell_table
 from hcsflow.predict.model import load_model_info
@@ -25,6 +26,16 @@ with rule_logging(snakemake) as log:
         "boxed/" + summary["plate"].astype(str) + "/" + summary["image"].astype(str) + ".png",
     )
     wells = vote_wells(predictions, min_units=int(par.min_units))
+    # wells whose fields have no cell (dead, or failed: failed.tsv) are listed with 0 units
+    wells = add_wells_without_units(
+        wells,
+        pd.DataFrame(
+            {
+                "Metadata_Plate": summary["plate"],
+                "Metadata_Well": [well_of_image(i) for i in summary["image"]],
+            }
+        ),
+    )
     empty = summary[summary["total_cells"] == 0]
     if len(empty):
         log.warning(

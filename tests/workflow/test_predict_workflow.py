@@ -204,6 +204,9 @@ def test_a_saved_model_from_another_run_predicts_every_segmented_cell(runs):
     dead = summary.set_index("image").loc[DEAD]
     assert dead["total_cells"] == 0 and dead["boxed_image"] == f"boxed/{NEW}/{DEAD}.png"
     assert (out / "boxed" / NEW / f"{DEAD}.png").stat().st_size > 500
+    # its well (one field) is listed with 0 units and no call, and marked on the plate map
+    dead_well = wells.set_index("Metadata_Well").loc["D03"]
+    assert dead_well["n_units"] == 0 and dead_well["majority_class"] is None
     # the boxed image: field + legend strip, and the box of the first cell in its class colour
     from PIL import Image
 

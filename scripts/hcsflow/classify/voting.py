@@ -126,10 +126,34 @@ def class_colors(classes) -> dict[str, tuple]:
     return {c: cmap(i % 10) for i, c in enumerate(classes)}
 
 
+def add_wells_without_units(
+    wells: pd.DataFrame, plate_wells: pd.DataFrame, split: str = "predict"
+) -> pd.DataFrame:
+    """``wells`` (:func:`vote_wells`) plus one row per well of ``plate_wells``
+    (``Metadata_Plate``, ``Metadata_Well``) that has no unit at all (a dead well, fields that
+    failed): ``n_units`` 0 and no call, so it stays visible in the table and on the plate map."""
+
+    def pairs(df):
+        return list(
+            zip(df["Metadata_Plate"].astype(str), df["Metadata_Well"].astype(str), strict=True)
+        )
+
+    have = set(pairs(wells))
+    keys = plate_wells[["Metadata_Plate", "Metadata_Well"]].astype(str).drop_duplicates()
+    missing = keys[[k not in have for k in pairs(keys)]]
+    if missing.empty:
+        return wells
+    extra = missing.assign(split=split, true_class=None, n_units=0, majority_class=None)
+    extra = extra.assign(majority_fraction=np.nan, meanprob_class=None)
+    out = pd.concat([wells, extra[[c for c in extra.columns if c in wells.columns]]])
+    return out.sort_values(["Metadata_Plate", "Metadata_Well"], ignore_index=True)
+
+
 def plate_heatmap(wells: pd.DataFrame, plate: str, classes, title: str = ""):
     """The plate map of one plate: each well a disc in its majority class's colour, shaded by the
     vote fraction (pale = split vote), outlined in its true class's colour when known; ``x`` =
-    a well with units but no call; empty positions = wells without units."""
+    a well with units but no call; ``0`` = a well listed with no unit (dead, or its fields
+    failed: :func:`add_wells_without_units`); empty positions = wells not imaged."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -159,6 +183,9 @@ def plate_heatmap(wells: pd.DataFrame, plate: str, classes, title: str = ""):
         for ch in letters:
             row = row * 26 + (ord(ch) - 64)
         call = w["majority_class"]
+        if w.get("n_units", 1) == 0:  # a well without any unit (dead, or its fields failed)
+            ax.text(col, row, "0", ha="center", va="center", fontsize=7, color="#888888")
+            continue
         if call is None or (isinstance(call, float) and np.isnan(call)):
             ax.plot(col, row, marker="x", color="black", ms=6)
             continue
@@ -211,6 +238,8 @@ def plate_heatmap(wells: pd.DataFrame, plate: str, classes, title: str = ""):
         for c in classes
     ]
     handles.append(Line2D([], [], marker="x", ls="", color="black", label="no call"))
+    if (sub.get("n_units", pd.Series(dtype=int)) == 0).any():
+        handles.append(Line2D([], [], marker="$0$", ls="", color="#888888", label="no cells"))
     ax.legend(
         handles=handles,
         loc="upper left",

@@ -173,6 +173,12 @@ def image_id(row: str, col: int, fld: int) -> str:
     return f"{row}-{int(col):02d}-{int(fld):02d}"
 
 
+def well_of_image(image: str) -> str:
+    """The well of an image id: ``'D-03-01'`` -> ``'D03'`` (the image table's ``well``)."""
+    row, col, _ = str(image).split("-")
+    return f"{row}{col}"
+
+
 def list_files(raw_dir: str | Path) -> list[str]:
     """Image files under ``raw_dir``, as sorted POSIX paths relative to it (hidden files skipped)."""
     root = Path(raw_dir)

@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hcsflow.classify.voting import majority_vote, plate_format, plate_heatmap, vote_wells
+from hcsflow.classify.voting import (
+    add_wells_without_units,
+    majority_vote,
+    plate_format,
+    plate_heatmap,
+    vote_wells,
+)
 
 
 def table(rows, classes=("a", "b")):
@@ -109,3 +115,21 @@ def test_plate_format_and_heatmaps():
     assert ax.get_xlim() == (0.5, 24.5)  # a 384-well map
     empty = plate_heatmap(w, "other", ["a", "b"])  # a plate without units: empty 96-well map
     assert empty.axes[0].get_xlim() == (0.5, 12.5)
+
+
+def test_wells_without_units_are_listed_with_no_call_and_marked_on_the_map():
+    rows = [("P", "B02", "predict", "a", "a", 0.9, 0.1)]
+    w = vote_wells(table(rows))
+    plate_wells = pd.DataFrame(
+        {"Metadata_Plate": ["P", "P", "P"], "Metadata_Well": ["B02", "C05", "C05"]}
+    )
+    out = add_wells_without_units(w, plate_wells)
+    assert out["Metadata_Well"].tolist() == ["B02", "C05"]
+    dead = out.set_index("Metadata_Well").loc["C05"]
+    assert dead["n_units"] == 0 and dead["majority_class"] is None and dead["split"] == "predict"
+    assert np.isnan(dead["majority_fraction"])
+    assert add_wells_without_units(w, plate_wells.iloc[:1]) is w
+    fig = plate_heatmap(out, "P", ["a", "b"])
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "0" in texts
+    assert "no cells" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
