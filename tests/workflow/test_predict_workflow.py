@@ -89,10 +89,12 @@ def runs(tmp_path_factory):
         DemoSpec(n_plates=2, wells_per_condition=2, n_fields=1, image_size=256),
         progress=False,
     )
-    # a field of the plate to predict where segmentation found no cell (a dead well)
-    for comp in ("cells", "nuclei"):
-        blank = data / "truth" / NEW / f"{DEAD}.{comp}.tif"
-        tifffile.imwrite(blank, np.zeros_like(tifffile.imread(blank)))
+    # a field where segmentation found no cell (a dead well), on the plate to predict and on the
+    # training plate (classical and deep training then meet a well without units)
+    for plate in (NEW, "Plate01"):
+        for comp in ("cells", "nuclei"):
+            blank = data / "truth" / plate / f"{DEAD}.{comp}.tif"
+            tifffile.imwrite(blank, np.zeros_like(tifffile.imread(blank)))
     # run 1: train a Random Forest on Plate01 (Plate02 kept out)
     train_cfg = _config(
         data,
@@ -117,6 +119,10 @@ def runs(tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stderr[-5000:]
     model_json = work / "train_run" / "results" / "classify" / "RF" / "model.json"
+    trained = work / "train_run" / "results"
+    assert len(pd.read_parquet(trained / "Plate01" / "features" / f"{DEAD}.parquet")) == 0
+    units = pd.read_parquet(trained / "classify" / "units.parquet")
+    assert len(units) and not (units["Metadata_Image"] == DEAD).any()
     # run 2, another folder: predict Plate02 with the saved model file
     predict = {
         "model": str(model_json),
