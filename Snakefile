@@ -54,6 +54,7 @@ rule all:
 
 # Stage files in pipeline order (a stage may use what an earlier one defines).
 include: "rules/ingest.smk"
+include: "rules/illumination.smk"
 include: "rules/segment.smk"
 include: "rules/align.smk"
 include: "rules/crops.smk"

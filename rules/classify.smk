@@ -38,6 +38,7 @@ rule train_classifier:
         units=f"{CLASSIFY_DIR}/units.parquet",
         features=f"{RESULTS}/features.parquet",
         images=f"{RESULTS}/images.tsv",
+        illumination=[f for p in PLATES for f in illumination_of(p)],
     output:
         model_json=f"{CLASSIFY_DIR}/{{model}}/model.json",
         model=f"{CLASSIFY_DIR}/{{model}}/model.joblib",
@@ -64,6 +65,7 @@ rule train_classifier:
         spec=classical_spec,
         seed=classical_seed,
         pixel_size_um=PIXEL_SIZE_UM,
+        illumination=ILLUM,
     script:
         "../scripts/train_classifier.py"
 

@@ -181,6 +181,7 @@ def all_targets():
     then makes all its outputs."""
     return [
         f"{RESULTS}/images.tsv",
+        *illumination_targets(),
         *segment_targets(),
         *align_targets(),
         *crops_targets(),

@@ -19,6 +19,7 @@ if _CROP_TYPES:
             input:
                 **batch_masks(_L, analysis_mask_of),
                 image=batch_files(_L, raw_files_of),
+                illumination=illumination_files,
                 images=f"{RESULTS}/images.tsv",
             output:
                 # type-major: every image of the first crop type, then of the second, ...

@@ -44,6 +44,7 @@ rule train_deep:
         checkpoints=lambda wc: f"{RESULTS}/.checkpoints/{wc.model}",
         crops=config["crops"],
         pixel_size_um=PIXEL_SIZE_UM,
+        illumination=ILLUM,
     script:
         "../scripts/train_deep.py"
 

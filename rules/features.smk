@@ -18,6 +18,7 @@ for _L in BATCH_LAYOUTS:
         input:
             **batch_masks(_L, analysis_mask_of),
             image=batch_files(_L, raw_files_of),
+            illumination=illumination_files,
             images=f"{RESULTS}/images.tsv",
         output:
             tables=_L.outputs(_FEATURES),

@@ -74,6 +74,11 @@ if SEG_TRAINING:
                 for f in _seg_truth_files(_seg_images(["train", "valid"]), t)
             ],
             validated=validated_plates(_seg_images(["train", "valid"])),
+            illumination=[
+                f
+                for p in sorted(_seg_images(["train", "valid"])["plate"].unique())
+                for f in illumination_of(p)
+            ],
         output:
             **{t: f"{RESULTS}/segmentation/training/{t}.npz" for t in SEG_TRAIN_TARGETS},
             split=f"{RESULTS}/segmentation/training/split.tsv",
@@ -88,6 +93,10 @@ if SEG_TRAINING:
         params:
             targets=SEG_TRAIN_TARGETS,
             table=_seg_images(["train", "valid", "test"]).to_dict("records"),
+            illumination={
+                p: illumination_of(p)
+                for p in sorted(_seg_images(["train", "valid"])["plate"].unique())
+            },
             seg=_seg_subset("empty_field", "threshold", "cells", "nuclei", train_masks=True),
             channels=config["images"]["channels"],
             project_z=config["images"].get("project_z", "max"),
@@ -175,6 +184,7 @@ if SEG["nuclei"]["method"] != "none":
             input:
                 images=batch_files(_L, raw_files_of),
                 validated=validated,
+                illumination=illumination_files,
                 model=_seg_model_input("nuclei"),
             output:
                 masks=_L.outputs(_SEG_MASK, target="nuclei"),
@@ -221,6 +231,7 @@ if SEG["cells"]["method"] != "none":
             input:
                 images=batch_files(_L, raw_files_of),
                 validated=validated,
+                illumination=illumination_files,
                 model=_seg_model_input("cells"),
                 nuclei=batch_files(_L, seg_mask_of, "nuclei") if _SEG_CELLS_SEEDS else [],
             output:
@@ -312,6 +323,7 @@ if SEG_EVAL["enabled"] and SEG_TARGETS:
                 input:
                     images=batch_files(_L, raw_files_of),
                     validated=validated,
+                    illumination=illumination_files,
                 output:
                     cells=_L.outputs(_SEG_BASE, target="cells"),
                     nuclei=_L.outputs(_SEG_BASE, target="nuclei"),

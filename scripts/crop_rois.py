@@ -7,6 +7,7 @@ from hcsflow.cells.align import read_field
 from hcsflow.cells.crops import crop_rois, save_crops
 from hcsflow.cells.features import image_metadata
 from hcsflow.failures import BatchFailures, empty_field, for_each_image, read_upstream
+from hcsflow.illumination import load_correction
 from hcsflow.ingest.table import read_image_table
 from hcsflow.ingest.validate import plate_pixel_types
 from hcsflow.io import write_table
@@ -21,6 +22,7 @@ with rule_logging(snakemake) as log:
     cells_files = optional_per_image(inp, "cells", n)
     nuclei_files = optional_per_image(inp, "nuclei", n)
     image_table = read_image_table(inp.images)
+    fix_illumination = load_correction(inp.illumination)
 
     def pixel_type():
         return plate_pixel_types(image_table, [snakemake.wildcards.plate]).get(
@@ -36,6 +38,7 @@ with rule_logging(snakemake) as log:
             par.project_z,
             par.min_nucleus_overlap,
         )
+        image = fix_illumination(image)
         return crop(i, name, image, cells, nuclei, pairing)
 
     def crop(i, name, image, cells, nuclei, pairing):

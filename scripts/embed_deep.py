@@ -18,6 +18,7 @@ with rule_logging(snakemake) as log:
     )
     from hcsflow.deep.predict import load_model
     from hcsflow.deep.train import predict_logits
+    from hcsflow.illumination import load_plate_corrections
 
     name, cfg, out, p = (
         snakemake.wildcards.model,
@@ -29,7 +30,13 @@ with rule_logging(snakemake) as log:
     units = read_table(snakemake.input.units)
     images = read_table(snakemake.input.images) if cfg.get("input") == "field" else None
     raw, units, sample_unit, _ = load_model_inputs(
-        cfg, units, list(snakemake.input.crops), images, snakemake.params.channels, log
+        cfg,
+        units,
+        list(snakemake.input.crops),
+        images,
+        snakemake.params.channels,
+        log,
+        fix=load_plate_corrections(snakemake.input.get("illumination", [])),
     )
     _, emb = predict_logits(loaded.model, raw, np.arange(len(raw)), loaded.transform, loaded.device)
     emb = unit_embeddings(emb, sample_unit, len(units))

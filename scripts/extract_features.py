@@ -5,6 +5,7 @@ from hcsflow.batches import optional_per_image, split_per_image
 from hcsflow.cells.align import read_field
 from hcsflow.cells.features import image_features, image_metadata, physical_shape_features
 from hcsflow.failures import BatchFailures, empty_field, for_each_image, read_upstream
+from hcsflow.illumination import load_correction
 from hcsflow.ingest.table import pixel_size_of, read_image_table
 from hcsflow.ingest.validate import plate_pixel_types
 from hcsflow.io import write_table
@@ -19,6 +20,7 @@ with rule_logging(snakemake) as log:
     cells_files = optional_per_image(inp, "cells", n)
     nuclei_files = optional_per_image(inp, "nuclei", n)
     image_table = read_image_table(inp.images)
+    fix_illumination = load_correction(inp.illumination)
 
     def pixel_type():
         return plate_pixel_types(image_table, [snakemake.wildcards.plate]).get(
@@ -56,6 +58,7 @@ with rule_logging(snakemake) as log:
             par.project_z,
             par.min_nucleus_overlap,
         )
+        image = fix_illumination(image)
         table = features(i, name, image, cells, nuclei)
         return f"{len(table)} cells x {table.shape[1]} columns; pairing {pairing}"
 

@@ -11,6 +11,7 @@ with rule_logging(snakemake) as log:
     from hcsflow.deep.data import load_model_inputs
     from hcsflow.deep.gradcam import compute_cams, montage_figure, pick_units
     from hcsflow.deep.predict import load_model
+    from hcsflow.illumination import load_plate_corrections
 
     name, cfg, out, p = (
         snakemake.wildcards.model,
@@ -29,7 +30,13 @@ with rule_logging(snakemake) as log:
     sub = units.merge(picked[keys], on=keys)
     images = read_table(snakemake.input.images) if cfg.get("input") == "field" else None
     raw, sub, sample_unit, _ = load_model_inputs(
-        cfg, sub, list(snakemake.input.crops), images, snakemake.params.channels, log
+        cfg,
+        sub,
+        list(snakemake.input.crops),
+        images,
+        snakemake.params.channels,
+        log,
+        fix=load_plate_corrections(snakemake.input.get("illumination", [])),
     )
     first = np.array([np.flatnonzero(sample_unit == i)[0] for i in range(len(sub))], dtype=int)
     picked = sub[keys].merge(picked, on=keys, how="left")

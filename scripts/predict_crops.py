@@ -29,6 +29,7 @@ with rule_logging(snakemake) as log:
         plate_pixel_types(table, [wc.plate]).values(),
         crops_cfg=par.crops,
         pixel_size_um=par.pixel_size_um,
+        illumination_method=par.illumination_method,
         accept=par.settings.get("accept_mismatch") or [],
         where=f"the images of {wc.plate}",
     ):

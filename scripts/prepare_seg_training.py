@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from hcsflow import io
+from hcsflow.illumination import load_correction
 from hcsflow.runner import rule_logging
 from hcsflow.segment import train as segtrain
 from hcsflow.segment.methods import prepare_cells_input, prepare_nuclei_input, spec_from_config
@@ -41,8 +42,14 @@ with rule_logging(snakemake) as log:
     specs = {"cells": cells_spec, "nuclei": nuc_spec}
     out = {t: {} for t in targets}
     used = table[table["split"].isin(["train", "valid"])].reset_index(drop=True)
+    # the training fields as segmentation sees them: corrected with their plate's functions
+    fix_illumination = {
+        plate: load_correction(files) for plate, files in snakemake.params.illumination.items()
+    }
     for i, row in used.iterrows():
-        image = io.read_image(list(row["raw_files"]), project_z=snakemake.params.project_z)
+        image = fix_illumination[row["plate"]](
+            io.read_image(list(row["raw_files"]), project_z=snakemake.params.project_z)
+        )
         for target in targets:
             spec = specs[target]
             y = read_truth(template, row["plate"], row["image"], target, image.shape[1:])

@@ -4,6 +4,7 @@ targets (outputs in the order of ``snakemake.params.images``)."""
 from hcsflow import io
 from hcsflow.batches import split_per_image
 from hcsflow.failures import for_each_image
+from hcsflow.illumination import load_correction
 from hcsflow.runner import rule_logging
 from hcsflow.segment.methods import segment_image, spec_from_config
 
@@ -14,8 +15,10 @@ with rule_logging(snakemake) as log:
     nuc_spec = spec_from_config(seg, "nuclei", channels, method="threshold")
     cell_spec = spec_from_config(seg, "cells", channels, method="threshold")
 
+    fix_illumination = load_correction(snakemake.input.illumination)
+
     def one(i, name):
-        image = io.read_image(images[i], project_z=snakemake.params.project_z)
+        image = fix_illumination(io.read_image(images[i], project_z=snakemake.params.project_z))
         nuclei = segment_image(image, nuc_spec, "nuclei")
         cells = segment_image(image, cell_spec, "cells", nuclei=nuclei)
         io.write_labels(snakemake.output.nuclei[i], nuclei)

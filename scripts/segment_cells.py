@@ -19,6 +19,7 @@ from hcsflow.failures import (  # noqa: E402
     for_each_image,
     read_upstream,
 )
+from hcsflow.illumination import load_correction  # noqa: E402
 from hcsflow.runner import rule_logging  # noqa: E402
 from hcsflow.segment import models  # noqa: E402
 from hcsflow.segment.methods import field_check_metadata, segment_field  # noqa: E402
@@ -31,12 +32,13 @@ with rule_logging(snakemake) as log:
         if snakemake.input.nuclei
         else [[] for _ in names]
     )
+    fix_illumination = load_correction(snakemake.input.illumination)
     spec = models.ready_target(
         snakemake.params.seg, "cells", snakemake.params.channels, snakemake.params.model, log
     )
 
     def one(i, name):
-        image = io.read_image(images[i], project_z=snakemake.params.project_z)
+        image = fix_illumination(io.read_image(images[i], project_z=snakemake.params.project_z))
         seeds = io.read_labels(nuclei[i][0]) if nuclei[i] else None
         labels, check = segment_field(image, spec, "cells", nuclei=seeds)
         io.write_labels(snakemake.output.masks[i], labels, metadata=field_check_metadata(check))

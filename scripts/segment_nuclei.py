@@ -19,6 +19,7 @@ from hcsflow.failures import (  # noqa: E402
     for_each_image,
     read_upstream,
 )
+from hcsflow.illumination import load_correction  # noqa: E402
 from hcsflow.runner import rule_logging  # noqa: E402
 from hcsflow.segment import models  # noqa: E402
 from hcsflow.segment.methods import field_check_metadata, segment_field  # noqa: E402
@@ -26,12 +27,13 @@ from hcsflow.segment.methods import field_check_metadata, segment_field  # noqa:
 with rule_logging(snakemake) as log:
     names = list(snakemake.params.images)
     images = split_per_image(snakemake.input.images, len(names), "input.images")
+    fix_illumination = load_correction(snakemake.input.illumination)
     spec = models.ready_target(
         snakemake.params.seg, "nuclei", snakemake.params.channels, snakemake.params.model, log
     )
 
     def one(i, name):
-        image = io.read_image(images[i], project_z=snakemake.params.project_z)
+        image = fix_illumination(io.read_image(images[i], project_z=snakemake.params.project_z))
         labels, check = segment_field(image, spec, "nuclei")
         io.write_labels(snakemake.output.masks[i], labels, metadata=field_check_metadata(check))
         if check.empty:

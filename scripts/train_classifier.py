@@ -17,6 +17,7 @@ with rule_logging(snakemake) as log:
         training_units,
     )
     from hcsflow.classify.trainset import attach_features, fields_without_cells
+    from hcsflow.illumination import record as illumination_record
     from hcsflow.ingest.table import read_image_table
     from hcsflow.ingest.validate import plate_pixel_types
     from hcsflow.io import save_figure, write_table
@@ -94,7 +95,11 @@ with rule_logging(snakemake) as log:
         read_image_table(snakemake.input.images), sorted(set(train["Metadata_Plate"].astype(str)))
     )
     info["inputs"] = input_record(
-        pixel_types=pixel_types.values(), pixel_size_um=snakemake.params.pixel_size_um
+        pixel_types=pixel_types.values(),
+        pixel_size_um=snakemake.params.pixel_size_um,
+        illumination=illumination_record(
+            snakemake.params.illumination, snakemake.input.illumination
+        ),
     )
     log.info("training images: %s", info["inputs"])
     imp = importances(bundle, cfg.get("importances_top", 20))

@@ -13,6 +13,8 @@ with rule_logging(snakemake) as log:
     from hcsflow.deep.data import load_model_inputs
     from hcsflow.deep.models import check_architecture
     from hcsflow.deep.train import fit_from_units, history_figure, remove_checkpoints
+    from hcsflow.illumination import load_plate_corrections
+    from hcsflow.illumination import record as illumination_record
     from hcsflow.ingest.table import read_image_table
     from hcsflow.ingest.validate import plate_pixel_types
     from hcsflow.predict.model import input_record
@@ -23,7 +25,13 @@ with rule_logging(snakemake) as log:
     classes = list(snakemake.params.classes or sorted(units["class"].astype(str).unique()))
     images = read_table(snakemake.input.images) if cfg.get("input") == "field" else None
     raw, units, sample_unit, channels = load_model_inputs(
-        cfg, units, list(snakemake.input.crops), images, snakemake.params.channels, log
+        cfg,
+        units,
+        list(snakemake.input.crops),
+        images,
+        snakemake.params.channels,
+        log,
+        fix=load_plate_corrections(snakemake.input.get("illumination", [])),
     )
     device = torch_device(logger=log)
     result = fit_from_units(
@@ -45,6 +53,9 @@ with rule_logging(snakemake) as log:
         pixel_size_um=snakemake.params.pixel_size_um,
         crop_type=cfg.get("input", "nucleocentric"),
         crops_cfg=snakemake.params.crops,
+        illumination=illumination_record(
+            snakemake.params.illumination, snakemake.input.get("illumination", [])
+        ),
     )
     log.info("training images: %s", result["spec"]["inputs"])
     with atomic_path(out.weights) as tmp:

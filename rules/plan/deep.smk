@@ -49,6 +49,9 @@ def deep_inputs(wildcards):
     else:
         inp["crops"] = []
         inp["raw"] = sorted({f for files in IMAGES["raw_files"] for f in files})
+    # the plates' illumination functions: whole fields are corrected with them, and the model
+    # records them (crops were corrected when they were cut)
+    inp["illumination"] = [f for p in PLATES for f in illumination_of(p)]
     if cfg.get("pretrained"):
         inp["pretrained"] = cfg["pretrained"]
     return inp

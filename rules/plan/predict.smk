@@ -47,6 +47,7 @@ try:
                 hcs_validate.plate_pixel_types(IMAGES, _PRED_PLATES).values(),
                 crops_cfg=config["crops"],
                 pixel_size_um=PIXEL_SIZE_UM,
+                illumination_method=ILLUM["method"],
                 accept=_PRED_CFG.get("accept_mismatch") or [],
                 where=f"the plates {_PRED_PLATES} of this run",
             )
@@ -117,6 +118,7 @@ _PRED_PARAMS = dict(
     names=lambda wc: _pred_display_names(_pred_plate_images(wc)),
     crops=config["crops"],
     pixel_size_um=PIXEL_SIZE_UM,
+    illumination_method=ILLUM["method"],
 )
 
 

@@ -147,6 +147,15 @@ def test_model_predictions_metrics_and_votes(run):
     info = json.loads((d / "model.json").read_text())
     assert info["kind"] == "sklearn" and info["classes"] == ["astro", "SHSY5Y"]
     assert info["estimator"] == "RandomForestClassifier" and info["params"]["random_state"] == 1
+    # the illumination correction its training images had (the default), with each plate's
+    # fitted functions per channel
+    illum = info["inputs"]["illumination"]
+    assert illum["method"] == "background"
+    plates = sorted(units["Metadata_Plate"].unique())
+    assert sorted(illum["functions"]) == plates
+    assert all(
+        0 < f["min"] <= 1 <= f["max"] for p in plates for f in illum["functions"][p].values()
+    )
     assert 0 < len(info["features"]) and all(
         f.split("_")[0] in ("Cells", "Nuclei") for f in info["features"]
     )

@@ -178,6 +178,7 @@ def test_model_file_holds_what_prediction_needs_and_checkpoints_are_gone(run):
     assert spec["kind"] == "torch" and spec["classes"] == ["astro", "SHSY5Y"]
     assert spec["channels"] == ["DAPI", "FITC", "Cy3"] and spec["in_chans"] == 3
     assert spec["input"] == "nucleocentric" and spec["image_size"] == 32
+    assert spec["inputs"]["illumination"]["method"] == "background"  # the default
     assert (
         spec["normalisation"]["method"] == "equalize"
         and len(spec["normalisation"]["values"]["quantiles"]) == 3

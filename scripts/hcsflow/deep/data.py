@@ -445,13 +445,15 @@ def load_fields(
     tile_size: int | None = None,
     read=None,
     log=None,
+    fix=None,
 ):
     """Whole fields of ``units`` (one row per field): ``files[(plate, image)]`` = its raw files.
 
     ``mode='resize'``: the field padded to a square and resized to ``image_size``; ``'tiles'``:
     ``n_tiles`` crops of ``tile_size`` px resized to ``image_size``, one sample each (their
     outputs are averaged per field). Returns ``(raw float32 (M, C, S, S), sample_unit (M,),
-    channel names)``.
+    channel names)``. ``fix``: ``{plate: callable}`` correcting a plate's (C, Y, X) field
+    (illumination, :func:`hcsflow.illumination.load_plate_corrections`).
     """
     import torch
 
@@ -465,7 +467,10 @@ def load_fields(
         key = (str(row.Metadata_Plate), str(row.Metadata_Image))
         if key not in files:
             raise DeepInputError(f"no raw files for field {key} in results/images.tsv")
-        img = np.asarray(read(files[key]))[sel].astype(np.float32)
+        img = np.asarray(read(files[key]))
+        if fix and key[0] in fix:
+            img = fix[key[0]](img)
+        img = img[sel].astype(np.float32)
         if mode == "tiles":
             t = tile_size or min(img.shape[-2:]) // 2
             pieces = [
@@ -487,8 +492,10 @@ def load_model_inputs(
     images: pd.DataFrame | None = None,
     channels_all=None,
     log=None,
+    fix=None,
 ):
     """The images of ``units`` for the model ``cfg``: ``(raw, units, sample_unit, channel names)``.
+    ``fix``: per plate, the illumination correction of whole fields (field input).
 
     Crop input: ``npz_paths`` are the crop files of ``cfg['input']`` (units must be cells).
     Field input: ``images`` is ``results/images.tsv`` (``plate``, ``image``, ``raw_files``).
@@ -517,6 +524,7 @@ def load_model_inputs(
             int(f.get("n_tiles", 5)),
             f.get("tile_size"),
             log=log,
+            fix=fix,
         )
         log.info(
             "loaded %d samples of %d fields, %s px, channels %s",

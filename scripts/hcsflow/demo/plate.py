@@ -54,6 +54,10 @@ class DemoSpec:
     cells_per_field: int = 60
     unstained_fraction: float = 0.03  # cells whose GT stain failed (tests the absent-signal rule)
     plates: tuple = field(default=())
+    # One known flat-field per plate and channel (on signal and background alike) and a camera
+    # offset per channel, instead of each field's own random illumination: the illumination
+    # correction's test case (truth/flatfield/{plate}/{channel}.tif, truth/dark.tsv).
+    flatfield: bool = False
 
     def plate_names(self) -> list[str]:
         return list(self.plates) or [f"Plate{i + 1:02d}" for i in range(self.n_plates)]
@@ -68,7 +72,15 @@ class DemoSpec:
 
     @classmethod
     def from_config(cls, demo_cfg: dict) -> DemoSpec:
-        keys = ("seed", "n_plates", "wells_per_condition", "n_fields", "image_size", "max_shift")
+        keys = (
+            "seed",
+            "n_plates",
+            "wells_per_condition",
+            "n_fields",
+            "image_size",
+            "max_shift",
+            "flatfield",
+        )
         return cls(**{k: demo_cfg[k] for k in keys if k in demo_cfg})
 
 
@@ -288,8 +300,32 @@ def _to_uint16(img: np.ndarray, rng, gain: float, background: float) -> np.ndarr
     return np.clip(counts, 0, 65535).astype(np.uint16)
 
 
-def render_field(rng, cells: list[Cell], size: int):
-    """Render one field: CP image (4, Y, X), GT stain in the CP frame (2, Y, X), masks."""
+# Camera offset (dark level) per channel of the flatfield scenario, and its background (the
+# medium's autofluorescence, lit by the same optics as the cells).
+FLATFIELD_DARK = (100.0, 120.0, 90.0, 110.0)
+SETTINGS = [(9000, 400), (6000, 500), (6000, 450), (5000, 350)]  # (gain, background) per channel
+
+
+def plate_flatfields(seed: int, plate_index: int, size: int) -> np.ndarray:
+    """The flatfield scenario's flat-field of each channel of one plate, (4, Y, X), max 1: a
+    vignette falling to ~0.6 at the corners, off-centre and tilted per channel."""
+    rng = np.random.default_rng([seed, plate_index, 99])
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+    flats = []
+    for _ in CHANNELS:
+        gy, gx = rng.uniform(-0.15, 0.15, 2)
+        cy, cx = rng.uniform(-0.1, 0.1, 2)
+        flat = (1 - 0.8 * ((yy - cy) ** 2 + (xx - cx) ** 2)) * (1 + gy * yy + gx * xx)
+        flats.append(flat / flat.max())
+    return np.stack(flats).astype(np.float32)
+
+
+def render_field(rng, cells: list[Cell], size: int, flats=None):
+    """Render one field: CP image (4, Y, X), GT stain in the CP frame (2, Y, X), masks.
+
+    ``flats`` ((4, Y, X), the flatfield scenario): the plate's flat-fields light signal and
+    background alike and each channel gets its camera offset (FLATFIELD_DARK); by default each
+    field has its own random illumination of the signal and a flat background."""
     cell_lab, nuc_lab, depth = render_masks(cells, size)
     n = len(cells)
     cls_of = np.array([""] + [c.cls for c in cells])
@@ -321,13 +357,21 @@ def render_field(rng, cells: list[Cell], size: int):
     img[3] = levels[cell_lab, 3] * (0.35 + 0.65 * depth**3) * inside * 0.6
     img = np.clip(img, 0, None)
 
-    illum = _illumination(rng, size)
-    raw = np.stack(
-        [
-            _to_uint16(img[c] * illum, rng, gain=g, background=bg)
-            for c, (g, bg) in enumerate([(9000, 400), (6000, 500), (6000, 450), (5000, 350)])
-        ]
-    )
+    if flats is None:
+        illum = _illumination(rng, size)
+        raw = np.stack(
+            [
+                _to_uint16(img[c] * illum, rng, gain=g, background=bg)
+                for c, (g, bg) in enumerate(SETTINGS)
+            ]
+        )
+    else:
+        raw = np.stack(
+            [
+                _to_uint16((img[c] + bg / g) * flats[c], rng, gain=g, background=FLATFIELD_DARK[c])
+                for c, (g, bg) in enumerate(SETTINGS)
+            ]
+        )
 
     # Post-hoc stain in the CP frame: each nucleus lights up in its class' marker.
     stain = np.zeros((2, size, size), np.float32)
@@ -373,6 +417,16 @@ def generate(out_dir: str | Path, spec: DemoSpec = DemoSpec(), progress: bool = 
     out = Path(out_dir)
     start = time.perf_counter()
     truth_cells, truth_shifts = [], []
+    flats = {}
+    if spec.flatfield:
+        for i, plate in enumerate(spec.plate_names()):
+            flats[plate] = plate_flatfields(spec.seed, i, spec.image_size)
+            for channel, flat in zip(CHANNELS, flats[plate], strict=True):
+                with atomic_path(out / "truth" / "flatfield" / plate / f"{channel}.tif") as tmp:
+                    tifffile.imwrite(tmp, flat)
+        write_table(
+            pd.DataFrame({"channel": CHANNELS, "dark": FLATFIELD_DARK}), out / "truth" / "dark.tsv"
+        )
     jobs = [
         (plate, row, col, cond, fld)
         for plate in spec.plate_names()
@@ -389,7 +443,7 @@ def generate(out_dir: str | Path, spec: DemoSpec = DemoSpec(), progress: bool = 
         else:
             classes = [cond] * spec.cells_per_field
         cells = _place_cells(frng, spec.image_size, classes, spec.unstained_fraction)
-        raw, stain, cell_lab, nuc_lab = render_field(frng, cells, spec.image_size)
+        raw, stain, cell_lab, nuc_lab = render_field(frng, cells, spec.image_size, flats.get(plate))
         image = f"{row}-{col:02d}-{fld:02d}"
         for c in range(raw.shape[0]):
             path = out / "raw" / plate / raw_name(row, col, fld, c + 1)

@@ -140,7 +140,7 @@ def check_compatible(
 # the crop geometry. Prediction on images that differ in any of them is refused before any job
 # runs: an 8-bit export of a 16-bit plate, or crops of another size, would be classified silently
 # on rescaled or clipped inputs. predict.accept_mismatch names the ones a user accepts knowingly.
-INPUT_PROPERTIES = ("pixel_type", "crop_geometry", "pixel_size")
+INPUT_PROPERTIES = ("pixel_type", "crop_geometry", "pixel_size", "illumination")
 
 
 CROP_GEOMETRY_KEYS = ("patch_size", "masked", "size", "padding")
@@ -152,12 +152,16 @@ def input_record(
     pixel_size_um: float | None = None,
     crop_type: str | None = None,
     crops_cfg: dict | None = None,
+    illumination: dict | None = None,
 ) -> dict:
     """The ``inputs`` entry of model.json: ``pixel_type`` (one dtype name, or None when the
-    training images' types are unknown or mixed), ``pixel_size_um`` and, for a crop type,
-    ``crop`` (its type and geometry from the ``crops`` config)."""
+    training images' types are unknown or mixed), ``pixel_size_um``, for a crop type ``crop``
+    (its type and geometry from the ``crops`` config) and ``illumination`` (the correction the
+    training images had and their fitted functions: :func:`hcsflow.illumination.record`)."""
     types = sorted({str(t) for t in pixel_types if t})
     rec = {"pixel_type": types[0] if len(types) == 1 else None, "pixel_size_um": pixel_size_um}
+    if illumination is not None:
+        rec["illumination"] = illumination
     if crop_type and crop_type != "field":
         settings = (crops_cfg or {}).get(crop_type) or {}
         rec["crop"] = {
@@ -174,11 +178,13 @@ def check_inputs(
     pixel_types: Iterable[str | None] = (),
     crop: dict | None = None,
     pixel_size_um: float | None = None,
+    illumination_method: str | None = None,
     accept: Iterable[str] = (),
     where: str = "the images",
 ) -> list[str]:
     """Raise :class:`ModelMismatch` when ``where`` differ from what the model was trained on in
     a property not in ``accept``; return the accepted differences (to be logged).
+    ``illumination_method``: this run's ``illumination.method`` (None: not compared).
 
     ``pixel_types``: the dtypes of the images to predict (None entries: unknown, not compared);
     ``crop``: :func:`input_record`'s ``crop`` of this run; a model.json without ``inputs``
@@ -217,6 +223,13 @@ def check_inputs(
             f"{float(size) / float(pixel_size_um):.2f}x larger); image at the training "
             f"magnification"
         )
+    trained = (rec.get("illumination") or {}).get("method")
+    if trained and illumination_method and trained != illumination_method:
+        found["illumination"] = (
+            f"illumination correction: the training images were corrected with {trained!r}, "
+            f"here {illumination_method!r} (intensities differ across the field); set "
+            f"illumination.method: {trained} (each plate gets its own functions)"
+        )
     refused = {k: v for k, v in found.items() if k not in accept}
     if refused:
         raise ModelMismatch(
@@ -234,6 +247,7 @@ def check_run_inputs(
     *,
     crops_cfg: dict | None,
     pixel_size_um: float | None,
+    illumination_method: str | None = None,
     accept: Iterable[str] = (),
     where: str = "the images",
 ) -> list[str]:
@@ -247,6 +261,7 @@ def check_run_inputs(
         pixel_types=pixel_types,
         crop=crop,
         pixel_size_um=pixel_size_um,
+        illumination_method=illumination_method,
         accept=accept,
         where=where,
     )
