@@ -39,7 +39,8 @@ from __future__ import annotations
 import numpy as np
 
 METHODS = ("none", "background", "median")
-STATISTIC = {"background": None, "median": 50.0}  # per-pixel percentile (None: `percentile`)
+STATISTIC = {"background": None, "median": 50.0}
+ROWS_PER_BLOCK = 128  # per-pixel percentile (None: `percentile`)
 
 
 def sample_images(images: list[str], n: int) -> list[str]:
@@ -69,13 +70,17 @@ def estimate_flatfield(
 
     if method not in STATISTIC:
         raise ValueError(f"illumination.method must be one of {list(STATISTIC)}, got {method!r}")
-    stack = np.asarray(planes, dtype=np.float32)
+    stack = np.asarray(planes)
     if stack.ndim != 3 or len(stack) == 0:
         raise ValueError(f"need a stack of 2-D planes, got shape {stack.shape}")
     if not 0 < smoothing <= 1:
         raise ValueError(f"illumination.smoothing must be in (0, 1], got {smoothing}")
     q = STATISTIC[method] if STATISTIC[method] is not None else float(percentile)
-    level = np.percentile(stack - np.float32(dark), q, axis=0).astype(np.float32)
+    # in blocks of rows: the percentile's float copy of 50 fields of 2048^2 px would be 800 MB
+    level = np.empty(stack.shape[1:], np.float32)
+    for r0 in range(0, stack.shape[1], ROWS_PER_BLOCK):
+        block = stack[:, r0 : r0 + ROWS_PER_BLOCK].astype(np.float32) - np.float32(dark)
+        level[r0 : r0 + ROWS_PER_BLOCK] = np.percentile(block, q, axis=0)
     flat = ndi.gaussian_filter(level, sigma=smoothing * min(level.shape), mode="nearest")
     scale = float(np.median(flat))
     if not np.isfinite(scale) or scale <= 0:
