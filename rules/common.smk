@@ -161,6 +161,28 @@ def batch_failure_tables(wildcards):
     ]
 
 
+# Image QC (hcsflow.qc): the features jobs, which read every raw field and its masks anyway,
+# measure each field and write one QC table per job; rule plate_qc gathers results/{plate}/qc.parquet.
+_QC_TABLE = f"{RESULTS}/{{{{plate}}}}/qc/{{rule}}/{{{{batch}}}}.parquet"
+BATCH_QC_RULES = {}  # rule name -> layout
+
+
+def batch_qc(layout, stage):
+    """Output: the QC table of a job of ``layout``'s rule for ``stage`` (registered for plate_qc)."""
+    name = layout.rule_name(stage)
+    BATCH_QC_RULES[name] = layout
+    return _QC_TABLE.format(rule=name)
+
+
+def batch_qc_tables(wildcards):
+    """Input function: every QC table of ``{plate}``'s batched jobs."""
+    return [
+        path
+        for name, layout in sorted(BATCH_QC_RULES.items())
+        for path in layout.batch_paths(_QC_TABLE.format(rule=name), wildcards.plate)
+    ]
+
+
 def batch_runtime(layout, per_image_min, base_min=5):
     """runtime resource (minutes) of a job of ``layout``: grows with its size and the attempt."""
     minutes = base_min + per_image_min * len(layout.suffixes)

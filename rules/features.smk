@@ -23,6 +23,7 @@ for _L in BATCH_LAYOUTS:
         output:
             tables=_L.outputs(_FEATURES),
             failed=batch_failed(_L, "extract_features"),
+            qc=batch_qc(_L, "extract_features"),
         log:
             batch_log(_L.rule_name("extract_features")),
         wildcard_constraints:
@@ -45,9 +46,10 @@ for _L in BATCH_LAYOUTS:
 
 
 rule merge_plate_features:
-    """All cells of one plate in one table."""
+    """All cells of one plate in one table, without the images qc.exclude drops."""
     input:
-        plate_feature_tables,
+        tables=plate_feature_tables,
+        qc=f"{RESULTS}/{{plate}}/qc.parquet",
     output:
         f"{RESULTS}/{{plate}}/features.parquet",
     log:

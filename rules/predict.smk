@@ -16,6 +16,7 @@ rule predict_features:
         ),
         cells=_pred_cells,
         images=f"{RESULTS}/images.tsv",
+        qc=f"{RESULTS}/{{plate}}/qc.parquet",
     output:
         cells=f"{_PRED}/{{plate}}/cells.parquet",
     log:
@@ -41,6 +42,7 @@ rule predict_crops:
         unpack(_pred_crop_files),
         cells=_pred_cells,
         images=f"{RESULTS}/images.tsv",
+        qc=f"{RESULTS}/{{plate}}/qc.parquet",
     output:
         cells=f"{_PRED}/{{plate}}/cells.parquet",
     log:

@@ -1,6 +1,8 @@
 """Rule extract_features[_N]: per-cell intensity, shape and texture features of a batch of images
 (one table per image, ``output.tables[i]`` for ``params.images[i]``)."""
 
+import pandas as pd
+
 from hcsflow.batches import optional_per_image, split_per_image
 from hcsflow.cells.align import read_field
 from hcsflow.cells.features import image_features, image_metadata, physical_shape_features
@@ -9,6 +11,7 @@ from hcsflow.illumination import load_correction
 from hcsflow.ingest.table import pixel_size_of, read_image_table
 from hcsflow.ingest.validate import plate_pixel_types
 from hcsflow.io import write_table
+from hcsflow.qc import image_qc
 from hcsflow.runner import rule_logging
 
 with rule_logging(snakemake) as log:
@@ -21,6 +24,16 @@ with rule_logging(snakemake) as log:
     nuclei_files = optional_per_image(inp, "nuclei", n)
     image_table = read_image_table(inp.images)
     fix_illumination = load_correction(inp.illumination)
+    qc_rows = []  # one row per image: hcsflow.qc measures (failed images have none)
+
+    def qc_keys(name):
+        meta = image_metadata(image_table, snakemake.wildcards.plate, name)
+        return {
+            "plate": meta["Metadata_Plate"],
+            "image": name,
+            "well": meta["Metadata_Well"],
+            "field": meta["Metadata_Site"],
+        }
 
     def pixel_type():
         return plate_pixel_types(image_table, [snakemake.wildcards.plate]).get(
@@ -58,6 +71,10 @@ with rule_logging(snakemake) as log:
             par.project_z,
             par.min_nucleus_overlap,
         )
+        # QC on the raw pixels (saturation is the camera's, before any correction)
+        qc_rows.append(
+            {**qc_keys(name), **image_qc(image, par.channels, cells if cells.any() else nuclei)}
+        )
         image = fix_illumination(image)
         table = features(i, name, image, cells, nuclei)
         return f"{len(table)} cells x {table.shape[1]} columns; pairing {pairing}"
@@ -78,3 +95,4 @@ with rule_logging(snakemake) as log:
     )
     for_each_image(names, one, log, failures)
     write_table(failures.table(snakemake.wildcards.plate), out.failed)
+    write_table(pd.DataFrame(qc_rows), out.qc)

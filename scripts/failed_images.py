@@ -14,6 +14,7 @@ with rule_logging(snakemake) as log:
         [read_table(p) for p in inp.tables],
         read_table(inp.counts[0]) if inp.counts else None,
         snakemake.params.targets,
+        read_table(inp.qc),
     )
     write_table(table, snakemake.output[0])
     failed = table[table["status"] == "failed"]
@@ -21,9 +22,10 @@ with rule_logging(snakemake) as log:
     for rec in failed.itertuples(index=False):
         log.warning("plate %s image %s FAILED at %s: %s", plate, rec.image, rec.stage, rec.error)
     log.info(
-        "plate %s: %d image(s) failed, %d empty field call(s); %s",
+        "plate %s: %d image(s) failed, %d empty field call(s), %d excluded by qc.exclude; %s",
         plate,
         failed["image"].nunique(),
         len(empty),
+        int((table["status"] == "excluded").sum()),
         snakemake.output[0],
     )

@@ -7,7 +7,7 @@ from hcsflow.cells.crops import load_crops
 from hcsflow.cells.features import image_metadata
 from hcsflow.ingest.table import read_image_table
 from hcsflow.ingest.validate import plate_pixel_types
-from hcsflow.io import read_labels, write_table
+from hcsflow.io import read_labels, read_table, write_table
 from hcsflow.predict.cells import predict_plate, select_channels
 from hcsflow.predict.model import (
     check_compatible,
@@ -16,6 +16,7 @@ from hcsflow.predict.model import (
     model_input,
     torch_predictor,
 )
+from hcsflow.qc import excluded_images
 from hcsflow.runner import limit_threads, rule_logging, torch_device
 
 with rule_logging(snakemake) as log:
@@ -64,6 +65,13 @@ with rule_logging(snakemake) as log:
             par.images, par.names, inp.crops, inp.index, inp.cells, strict=True
         )
     ]
+    # images qc.exclude drops (qc.parquet) are not predicted: failed.tsv lists them
+    dropped = excluded_images(read_table(inp.qc))
+    if dropped:
+        log.warning(
+            "not predicted, excluded by qc.exclude: %s", ", ".join(sorted(i for _, i in dropped))
+        )
+        images = [e for e in images if (str(e["plate"]), str(e["image"])) not in dropped]
     predictor = torch_predictor(info, device=torch_device(logger=log))
     cells = predict_plate(
         images,

@@ -12,6 +12,7 @@ from hcsflow.predict.model import (
     load_model_info,
     sklearn_predictor,
 )
+from hcsflow.qc import excluded_images
 from hcsflow.runner import limit_threads, rule_logging
 
 with rule_logging(snakemake) as log:
@@ -54,6 +55,13 @@ with rule_logging(snakemake) as log:
             par.images, par.names, inp.features, inp.cells, strict=True
         )
     ]
+    # images qc.exclude drops (qc.parquet) are not predicted: failed.tsv lists them
+    dropped = excluded_images(read_table(inp.qc))
+    if dropped:
+        log.warning(
+            "not predicted, excluded by qc.exclude: %s", ", ".join(sorted(i for _, i in dropped))
+        )
+        images = [e for e in images if (str(e["plate"]), str(e["image"])) not in dropped]
     cells = predict_plate(
         images,
         load_inputs,

@@ -8,8 +8,9 @@ def failed_inputs(wildcards):
         "validation": f"{RESULTS}/{wildcards.plate}/validation.tsv",
         "tables": batch_failure_tables(wildcards),
         "counts": [f"{RESULTS}/segmentation/counts.tsv"] if SEG_TARGETS else [],
+        "qc": f"{RESULTS}/{wildcards.plate}/qc.parquet",
     }
 
 
 def qc_targets():
-    return [f"{RESULTS}/{p}/failed.tsv" for p in PLATES]
+    return [f"{RESULTS}/{p}/{f}" for p in PLATES for f in ("failed.tsv", "qc.png")]

@@ -232,10 +232,12 @@ def plate_failures(
     batch_tables: Iterable[pd.DataFrame],
     counts: pd.DataFrame | None = None,
     targets: Iterable[str] = (),
+    qc: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """``failed.tsv`` of one plate: unreadable files (stage ``validate``), images that failed in
-    a batched stage, and (``counts``: count_objects' table) fields the empty-field check called
-    empty (status ``empty``), sorted by image then stage."""
+    a batched stage, (``counts``: count_objects' table) fields the empty-field check called
+    empty (status ``empty``) and (``qc``: the plate's qc.parquet) images ``qc.exclude`` drops
+    (status ``excluded``, stage ``qc``), sorted by image then stage."""
     rows = [
         {"plate": plate, "image": image, "stage": "validate", "status": "failed", "error": err}
         for image, err in bad_files(validation).items()
@@ -257,6 +259,20 @@ def plate_failures(
             }
             for image, structure in zip(empty["image"], empty[f"{target}_structure"], strict=True)
         ]
+    if qc is not None and "excluded" in qc:
+        dropped = qc[qc["excluded"].astype(bool)]
+        rows += [
+            {
+                "plate": plate,
+                "image": image,
+                "stage": "qc",
+                "status": "excluded",
+                "error": f"{reason} (flags: {flags or 'none'})",
+            }
+            for image, reason, flags in zip(
+                dropped["image"], dropped["exclude_reason"], dropped["flags"], strict=True
+            )
+        ]
     out = pd.DataFrame(rows, columns=FAILED_COLUMNS)
     return out.sort_values(["image", "stage"], kind="stable").reset_index(drop=True)
 
@@ -275,9 +291,11 @@ def failed_summary(results: str, plates) -> str | None:
         table = pd.read_csv(path, sep="\t")
         n_failed = table.loc[table["status"] == "failed", "image"].nunique()
         n_empty = table.loc[table["status"] == "empty", "image"].nunique()
-        if n_failed or n_empty:
+        n_excluded = table.loc[table["status"] == "excluded", "image"].nunique()
+        if n_failed or n_empty or n_excluded:
             lines.append(
-                f"  plate {plate}: {n_failed} image(s) FAILED, {n_empty} empty field(s): {path}"
+                f"  plate {plate}: {n_failed} image(s) FAILED, {n_empty} empty field(s), "
+                f"{n_excluded} excluded by qc.exclude: {path}"
             )
     if not lines:
         return None

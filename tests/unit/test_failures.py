@@ -147,6 +147,9 @@ def test_plate_failures_gathers_every_source(tmp_path):
     (tmp_path / "Q").mkdir()
     table.iloc[:0].to_csv(tmp_path / "Q" / "failed.tsv", sep="\t", index=False)
     summary = failed_summary(str(tmp_path), ["P", "Q", "R"])
-    assert f"plate P: 2 image(s) FAILED, 1 empty field(s): {tmp_path}/P/failed.tsv" in summary
+    assert (
+        f"plate P: 2 image(s) FAILED, 1 empty field(s), 0 excluded by qc.exclude: {tmp_path}/P/failed.tsv"
+        in summary
+    )
     assert "plate Q" not in summary
     assert failed_summary(str(tmp_path), ["Q"]) is None
