@@ -10,6 +10,8 @@ from hcsflow.failures import bad_files
 from hcsflow.io import read_image
 from hcsflow.runner import rule_logging
 
+FEW_FIELDS = 10
+
 with rule_logging(snakemake) as log:
     par, wc = snakemake.params, snakemake.wildcards
     cfg = par.illumination
@@ -25,6 +27,14 @@ with rule_logging(snakemake) as log:
             log.warning("%s left out of the estimate: unreadable (%s)", image, exc)
     if not planes:
         raise RuntimeError(f"plate {wc.plate}: no readable field to estimate {wc.channel} from")
+    if len(planes) < FEW_FIELDS:
+        log.warning(
+            "plate %s %s: only %d fields to estimate the flat-field from: where cells cover the "
+            "same spot in most of them, it keeps their shape (look at flatfield.png)",
+            wc.plate,
+            wc.channel,
+            len(planes),
+        )
     sizes = {p.shape for p in planes}
     if len(sizes) > 1:
         raise ValueError(f"plate {wc.plate}: fields of different sizes {sorted(sizes)}")

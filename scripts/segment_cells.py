@@ -38,9 +38,10 @@ with rule_logging(snakemake) as log:
     )
 
     def one(i, name):
-        image = fix_illumination(io.read_image(images[i], project_z=snakemake.params.project_z))
+        raw = io.read_image(images[i], project_z=snakemake.params.project_z)
+        image = fix_illumination(raw)
         seeds = io.read_labels(nuclei[i][0]) if nuclei[i] else None
-        labels, check = segment_field(image, spec, "cells", nuclei=seeds)
+        labels, check = segment_field(image, spec, "cells", nuclei=seeds, raw=raw)
         io.write_labels(snakemake.output.masks[i], labels, metadata=field_check_metadata(check))
         if check.empty:
             log.warning(

@@ -33,8 +33,9 @@ with rule_logging(snakemake) as log:
     )
 
     def one(i, name):
-        image = fix_illumination(io.read_image(images[i], project_z=snakemake.params.project_z))
-        labels, check = segment_field(image, spec, "nuclei")
+        raw = io.read_image(images[i], project_z=snakemake.params.project_z)
+        image = fix_illumination(raw)
+        labels, check = segment_field(image, spec, "nuclei", raw=raw)
         io.write_labels(snakemake.output.masks[i], labels, metadata=field_check_metadata(check))
         if check.empty:
             log.warning(

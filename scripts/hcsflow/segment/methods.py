@@ -479,18 +479,27 @@ def segment_image(
 
 
 def segment_field(
-    image: np.ndarray, spec: TargetSpec, target: str, nuclei: np.ndarray | None = None
+    image: np.ndarray,
+    spec: TargetSpec,
+    target: str,
+    nuclei: np.ndarray | None = None,
+    raw: np.ndarray | None = None,
 ) -> tuple[np.ndarray, FieldCheck]:
     """Segment one ``(C, Y, X)`` field for ``target`` (``'cells'`` or ``'nuclei'``): the label
     image and the field's empty-field check.
 
     ``nuclei`` (a label image) seeds the classical cell watershed. A field the check calls empty
     (:func:`check_field` on the raw planes the method reads) gets an all-zero mask without running
-    any model; the caller records it (mask metadata, counts table) and warns.
+    any model; the caller records it (mask metadata, counts table) and warns. ``raw``: the field
+    before illumination correction, for the check (it measures structure against the camera's
+    noise; dividing by a flat-field adds smooth structure of its own); default ``image``.
     """
     image = np.asarray(image)
     if image.ndim == 2:
         image = image[np.newaxis]
+    raw = (
+        image if raw is None else (np.asarray(raw) if np.ndim(raw) == 3 else np.asarray(raw)[None])
+    )
     shape = image.shape[1:]
     if target == "nuclei":
         if spec.nuclear_idx is None:
@@ -507,7 +516,7 @@ def segment_field(
     else:
         raise ValueError(f"target must be 'cells' or 'nuclei', not {target!r}")
 
-    check = check_field(field_check_planes(image, spec, target), spec.empty_min_area)
+    check = check_field(field_check_planes(raw, spec, target), spec.empty_min_area)
     if check.empty:
         return np.zeros(shape, dtype=np.uint32), check
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage as ndi
 
 from hcsflow.segment import evaluate as segeval
 from hcsflow.segment import methods as segmentation
@@ -100,6 +101,20 @@ def test_all_zero_and_noise_fields_give_empty_masks(target):
         nuclei = np.zeros((64, 64), np.uint16)
         out = segmentation.segment_image(img, spec, target, nuclei=nuclei)
         assert out.shape == (64, 64) and out.max() == 0 and not np.isnan(out.astype(float)).any()
+
+
+def test_the_empty_field_check_reads_the_raw_field_not_the_corrected_one():
+    # a blank well divided by a lumpy flat-field (a rough estimate from a few fields): the
+    # correction adds smooth structure the camera never saw; the check must look at the raw field
+    rng = np.random.default_rng(3)
+    raw = rng.normal(500, 3, (4, 128, 128)).astype(np.float32)
+    lumps = ndi.gaussian_filter(rng.normal(0, 1, (128, 128)), 12)
+    corrected = raw / (1 + 0.25 * lumps / np.abs(lumps).max())
+    spec = segmentation.TargetSpec("threshold", [1, 2, 3], 0)
+    labels, check = segmentation.segment_field(corrected, spec, "cells", raw=raw)
+    assert check.empty and labels.max() == 0
+    _, without_raw = segmentation.segment_field(corrected, spec, "cells")
+    assert without_raw.structure > check.structure  # what the corrected field would have shown
 
 
 def test_has_foreground_tells_cells_from_noise():
