@@ -2,15 +2,12 @@
 from an evenly spaced sample of its fields; unreadable fields (the content check's, or failing
 here) are left out and named."""
 
-import numpy as np
 import pandas as pd
 
 from hcsflow import illumination
 from hcsflow.failures import bad_files
 from hcsflow.io import read_image
 from hcsflow.runner import rule_logging
-
-FEW_FIELDS = 10
 
 with rule_logging(snakemake) as log:
     par, wc = snakemake.params, snakemake.wildcards
@@ -27,24 +24,21 @@ with rule_logging(snakemake) as log:
             log.warning("%s left out of the estimate: unreadable (%s)", image, exc)
     if not planes:
         raise RuntimeError(f"plate {wc.plate}: no readable field to estimate {wc.channel} from")
-    if len(planes) < FEW_FIELDS:
-        log.warning(
-            "plate %s %s: only %d fields to estimate the flat-field from: where cells cover the "
-            "same spot in most of them, it keeps their shape (look at flatfield.png)",
-            wc.plate,
-            wc.channel,
-            len(planes),
-        )
     sizes = {p.shape for p in planes}
     if len(sizes) > 1:
         raise ValueError(f"plate {wc.plate}: fields of different sizes {sorted(sizes)}")
-    flat = illumination.estimate_flatfield(
-        np.stack(planes),
-        method=cfg["method"],
-        percentile=cfg["percentile"],
-        smoothing=cfg["smoothing"],
-        dark=par.dark,
-    )
+    flat, applied = illumination.plate_flatfield(planes, cfg, par.dark)
+    if not applied:
+        log.warning(
+            "plate %s %s: NO FLAT-FIELD CORRECTION, only %d readable field(s) in the sample "
+            "(illumination.min_fields %d): a per-pixel statistic of so few fields keeps the "
+            "shapes of their cells; only the dark level %g is subtracted",
+            wc.plate,
+            wc.channel,
+            len(planes),
+            cfg["min_fields"],
+            par.dark,
+        )
     meta = {
         "plate": wc.plate,
         "channel": wc.channel,
@@ -52,6 +46,7 @@ with rule_logging(snakemake) as log:
         "percentile": cfg["percentile"],
         "smoothing": cfg["smoothing"],
         "n_fields": len(planes),
+        "applied": bool(applied),
     }
     illumination.write_function(snakemake.output[0], flat, par.dark, meta)
     log.info(

@@ -10,7 +10,8 @@ with rule_logging(snakemake) as log:
         flats,
         snakemake.params.channels,
         title=f"{snakemake.wildcards.plate}: flat-field per channel ({metas[0].get('method')}, "
-        f"{metas[0].get('n_fields')} fields)",
+        f"{metas[0].get('n_fields')} fields)"
+        + ("" if metas[0].get("applied", True) else ": NOT APPLIED, too few fields"),
     )
     save_figure(fig, snakemake.output[0])
     log.info("darks %s", dict(zip(snakemake.params.channels, darks.tolist(), strict=True)))

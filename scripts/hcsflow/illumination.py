@@ -92,6 +92,25 @@ def estimate_flatfield(
     return np.clip(flat / scale, 0.1, None).astype(np.float32)
 
 
+def plate_flatfield(planes, settings: dict, dark: float = 0.0) -> tuple[np.ndarray, bool]:
+    """A plate's flat-field of one channel with the ``illumination`` settings, and whether it
+    was estimated: with fewer than ``min_fields`` planes the flat-field is 1 everywhere (a
+    per-pixel statistic of a few fields keeps the shapes of their cells)."""
+    planes = list(planes)
+    if not planes:
+        raise ValueError("no field to estimate a flat-field from")
+    if len(planes) < int(settings.get("min_fields", 10)):
+        return np.ones(np.shape(planes[0]), np.float32), False
+    flat = estimate_flatfield(
+        np.stack(planes),
+        method=settings["method"],
+        percentile=settings.get("percentile", 10.0),
+        smoothing=settings.get("smoothing", 0.1),
+        dark=dark,
+    )
+    return flat, True
+
+
 def correct(image: np.ndarray, flats, darks) -> np.ndarray:
     """``(image - dark) / flat`` per channel of a (C, Y, X) image, in the image's pixel type
     (integers rounded and clipped to their range). ``flats``: (C, Y, X) (None: no correction)."""
@@ -178,6 +197,7 @@ def record(settings: dict, paths) -> dict:
             "max": round(float(flats.max()), 4),
             "dark": float(darks[0]),
             "n_fields": meta.get("n_fields"),
+            "applied": meta.get("applied", True),
         }
     keys = ("method", "percentile", "smoothing", "dark")
     return {**{k: settings.get(k) for k in keys}, "functions": functions}

@@ -104,6 +104,15 @@ def test_median_method_on_the_sparse_nuclear_channel(plate):
     assert abs(intensity_slope(corrected, masks)) < 0.12
 
 
+def test_too_few_fields_give_no_flat_field(plate):
+    raw, _, dark, _ = plate
+    settings = {"method": "background", "percentile": 10, "smoothing": 0.1, "min_fields": 10}
+    flat, applied = illumination.plate_flatfield(raw[:9, 1], settings, dark[1])
+    assert not applied and (flat == 1).all() and flat.shape == (SIZE, SIZE)
+    flat, applied = illumination.plate_flatfield(raw[:10, 1], settings, dark[1])
+    assert applied and flat.min() < 0.9
+
+
 def test_correction_keeps_the_pixel_type_and_clips():
     image = np.array([[[10, 200], [65535, 0]]], np.uint16)
     flat = np.array([[[0.5, 1.0], [0.5, 1.0]]], np.float32)
@@ -152,7 +161,13 @@ def test_functions_are_saved_recorded_with_models_and_checked(tmp_path):
     settings = {"method": "background", "percentile": 10, "smoothing": 0.1, "dark": [100, 120]}
     rec = illumination.record(settings, paths)
     assert rec["method"] == "background"
-    assert rec["functions"]["P1"]["DAPI"] == {"min": 0.6, "max": 1.0, "dark": 100.0, "n_fields": 9}
+    assert rec["functions"]["P1"]["DAPI"] == {
+        "min": 0.6,
+        "max": 1.0,
+        "dark": 100.0,
+        "n_fields": 9,
+        "applied": True,
+    }
     # a model trained on corrected images refuses uncorrected ones (and accepts them knowingly)
     info = {"name": "m", "inputs": input_record(pixel_types=["uint16"], illumination=rec)}
     with pytest.raises(ModelMismatch, match="corrected with 'background', here 'none'"):
