@@ -8,17 +8,10 @@ from hcsflow.runner import limit_threads
 
 limit_threads(snakemake.threads)  # before numpy / torch / TensorFlow are imported
 
-import numpy as np  # noqa: E402
 
 from hcsflow import io  # noqa: E402
 from hcsflow.batches import split_per_image  # noqa: E402
-from hcsflow.failures import (  # noqa: E402
-    BatchFailures,
-    empty_field_shape,
-    failure_metadata,
-    for_each_image,
-    read_upstream,
-)
+from hcsflow.failures import for_each_image, mask_failures  # noqa: E402
 from hcsflow.illumination import load_correction  # noqa: E402
 from hcsflow.runner import rule_logging  # noqa: E402
 from hcsflow.segment import models  # noqa: E402
@@ -48,19 +41,13 @@ with rule_logging(snakemake) as log:
             return "empty field"
         return f"{int(labels.max())} nuclei (method {spec.method})"
 
-    def write_empty(i, name):
-        # a failed field: a 0-object mask marked failed, so later stages skip it
-        io.write_labels(
-            snakemake.output.masks[i],
-            np.zeros(empty_field_shape(snakemake.input.validated, name), np.uint16),
-            metadata=failure_metadata(*failures.cause(name)),
-        )
-
-    failures = BatchFailures(
+    # a failed field gets a 0-object mask marked failed, so later stages skip it
+    failures = mask_failures(
         "segment_nuclei",
         snakemake.params.on_image_error,
-        read_upstream(names, snakemake.input.validated, ()),
-        write_empty,
+        names,
+        snakemake.output.masks,
+        snakemake.input.validated,
     )
     for_each_image(names, one, log, failures)
     io.write_table(failures.table(snakemake.wildcards.plate), snakemake.output.failed)

@@ -41,6 +41,35 @@ def without_classification(cfg: dict) -> dict:
     return cfg
 
 
+def user_plate_config(data: Path, **sections) -> dict:
+    """The demo files written to ``data`` read as a user's plate: demo off, no GT, the threshold
+    methods (fast, deterministic), nucleus features without texture, no classification;
+    ``sections`` replace whole top-level sections."""
+    base = load_default_config()
+    cfg = {
+        "demo": {"enabled": False},
+        "images": {
+            **base["images"],
+            "raw_dir": str(data / "raw"),
+            "layout": str(data / "layout.xlsx"),
+        },
+        "gt": None,
+        "segmentation": {
+            "cells": {
+                "method": "threshold",
+                "channels": ["FITC", "Cy3", "Cy5"],
+                "nuclear_channel": "DAPI",
+            },
+            "nuclei": {"method": "threshold", "channel": "DAPI"},
+        },
+        "crops": {"types": ["nucleocentric"]},
+        "features": {"compartments": ["Nuclei"], "texture": {"enabled": False}},
+        "labels": {"classes": {}, "thresholds": {}},
+    }
+    cfg.update(sections)
+    return cfg
+
+
 def protocol_seed() -> int:
     """The training seed of the protocol tests: ``HCSFLOW_PROTOCOL_SEED`` (default 0), e.g.
     ``make test-protocols SEED=3``. Another seed stands in for another machine of the same kind

@@ -123,6 +123,32 @@ def empty_field(mask_path, n_channels: int, dtype=None):
     return image, zeros, zeros.copy()
 
 
+def mask_failures(
+    stage: str, on_error: str, names, mask_paths, validation_path, seeds=()
+) -> BatchFailures:
+    """The failure policy of a segmentation job: images the content check (``validation_path``)
+    or their seed masks (``seeds``: per-image nucleus mask paths) mark failed are skipped, and a
+    failed image gets a 0-object mask marked with where and why it failed (its size from the
+    content check) at ``mask_paths[i]``."""
+    import numpy as np
+
+    from hcsflow.io import write_labels
+
+    failures = BatchFailures(
+        stage, on_error, read_upstream(names, validation_path, [seeds] if seeds else ())
+    )
+
+    def write_empty(i, name):
+        write_labels(
+            mask_paths[i],
+            np.zeros(empty_field_shape(validation_path, name), np.uint16),
+            metadata=failure_metadata(*failures.cause(name)),
+        )
+
+    failures.write_empty = write_empty
+    return failures
+
+
 def one_line(exc: BaseException) -> str:
     """An error as one table cell: ``Type: message`` without newlines or tabs."""
     text = f"{type(exc).__name__}: {exc}"

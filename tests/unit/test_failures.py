@@ -18,6 +18,7 @@ from hcsflow.failures import (
     failed_summary,
     failure_metadata,
     for_each_image,
+    mask_failures,
     plate_failures,
     read_upstream,
     upstream_failures,
@@ -153,3 +154,31 @@ def test_plate_failures_gathers_every_source(tmp_path):
     )
     assert "plate Q" not in summary
     assert failed_summary(str(tmp_path), ["Q"]) is None
+
+
+def test_a_failed_segmentation_field_gets_a_marked_empty_mask(tmp_path):
+    validation = pd.DataFrame(
+        {
+            "plate": "P",
+            "image": ["A-01-01", "A-01-02"],
+            "role": "image",
+            "file": ["a.tif", "b.tif"],
+            "height": [32, np.nan],
+            "width": [48, np.nan],
+            "error": ["", "b.tif: truncated"],
+        }
+    )
+    path = tmp_path / "validation.ok"
+    validation.to_csv(path, sep="\t", index=False)
+    masks = [tmp_path / "A-01-01.tif", tmp_path / "A-01-02.tif"]
+    failures = mask_failures("segment_nuclei", "skip", ["A-01-01", "A-01-02"], masks, path)
+    assert failures.upstream == {"A-01-02": ("validate", "b.tif: truncated")}
+
+    def boom(i, name):
+        raise OSError("disk gone")
+
+    for_each_image(["A-01-01", "A-01-02"], boom, LOG, failures)
+    for mask, stage in zip(masks, ("segment_nuclei", "validate"), strict=True):
+        assert io.read_labels(mask).shape == (32, 48) and io.read_labels(mask).max() == 0
+        assert io.read_label_metadata(mask)["failed_stage"] == stage
+    assert failures.table("P")["error"].tolist() == ["OSError: disk gone"]

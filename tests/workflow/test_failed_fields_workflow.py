@@ -23,7 +23,7 @@ import pytest
 import tifffile
 import yaml
 
-from conftest import REPO, run_snakemake
+from conftest import run_snakemake, user_plate_config
 from hcsflow.demo.plate import DemoSpec, generate
 from hcsflow.io import read_label_metadata, read_labels
 
@@ -39,30 +39,9 @@ def _files(raw, image):
 
 
 def _config(data):
-    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    return {
-        "demo": {"enabled": False},
-        "images": {
-            **base["images"],
-            "raw_dir": str(data / "raw"),
-            "layout": str(data / "layout.xlsx"),
-        },
-        "gt": None,
-        # a plate's flat-field is estimated from its own fields, so it differs with and without
-        # the blank one by design; this test compares what failures change
-        "illumination": {"method": "none"},
-        "segmentation": {
-            "cells": {
-                "method": "threshold",
-                "channels": ["FITC", "Cy3", "Cy5"],
-                "nuclear_channel": "DAPI",
-            },
-            "nuclei": {"method": "threshold", "channel": "DAPI"},
-        },
-        "crops": {"types": ["nucleocentric"]},
-        "features": {"compartments": ["Nuclei"], "texture": {"enabled": False}},
-        "labels": {"classes": {}, "thresholds": {}},
-    }
+    # a plate's flat-field is estimated from its own fields, so it differs with and without the
+    # blank one by design; this test compares what failures change
+    return user_plate_config(data, illumination={"method": "none"})
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
-import yaml
 from scipy import ndimage as ndi
 
-from conftest import REPO, run_snakemake
+from conftest import run_snakemake, user_plate_config
 from hcsflow.demo.plate import CHANNELS, DemoSpec, generate
 from hcsflow.illumination import read_functions
 from hcsflow.io import read_labels
@@ -25,29 +24,13 @@ SIZE = 256
 
 
 def _config(data, method):
-    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     dark = pd.read_csv(data / "truth" / "dark.tsv", sep="\t")["dark"].tolist()
-    return {
-        "demo": {"enabled": False},
-        "images": {
-            **base["images"],
-            "raw_dir": str(data / "raw"),
-            "layout": str(data / "layout.xlsx"),
-        },
-        "gt": None,
-        "illumination": {"method": method, "dark": dark},
-        "segmentation": {
-            "cells": {
-                "method": "threshold",
-                "channels": ["FITC", "Cy3", "Cy5"],
-                "nuclear_channel": "DAPI",
-            },
-            "nuclei": {"method": "threshold", "channel": "DAPI"},
-        },
-        "crops": {"types": []},
-        "features": {"compartments": ["Cells"], "shape": False, "texture": {"enabled": False}},
-        "labels": {"classes": {}, "thresholds": {}},
-    }
+    return user_plate_config(
+        data,
+        illumination={"method": method, "dark": dark},
+        crops={"types": []},
+        features={"compartments": ["Cells"], "shape": False, "texture": {"enabled": False}},
+    )
 
 
 @pytest.fixture(scope="module")

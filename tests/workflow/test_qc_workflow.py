@@ -10,10 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
-import yaml
 from scipy import ndimage as ndi
 
-from conftest import REPO, run_snakemake
+from conftest import run_snakemake, user_plate_config
 from hcsflow.demo.plate import DemoSpec, generate
 
 pytestmark = pytest.mark.workflow
@@ -27,28 +26,12 @@ def _files(raw, image):
 
 
 def _config(data, exclude=None):
-    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    return {
-        "demo": {"enabled": False},
-        "images": {
-            **base["images"],
-            "raw_dir": str(data / "raw"),
-            "layout": str(data / "layout.xlsx"),
-        },
-        "gt": None,
-        "qc": {"exclude": exclude},
-        "segmentation": {
-            "cells": {
-                "method": "threshold",
-                "channels": ["FITC", "Cy3", "Cy5"],
-                "nuclear_channel": "DAPI",
-            },
-            "nuclei": {"method": "threshold", "channel": "DAPI"},
-        },
-        "crops": {"types": []},
-        "features": {"compartments": ["Cells"], "texture": {"enabled": False}},
-        "labels": {"classes": {}, "thresholds": {}},
-        "classify": {
+    return user_plate_config(
+        data,
+        qc={"exclude": exclude},
+        crops={"types": []},
+        features={"compartments": ["Cells"], "texture": {"enabled": False}},
+        classify={
             "enabled": True,
             "classes": {"astro": ["astro"], "SHSY5Y": ["SHSY5Y"]},
             "split": {"fractions": {"train": 0.5, "valid": 0.0, "test": 0.5}},
@@ -58,8 +41,8 @@ def _config(data, exclude=None):
             "profiles": {"enabled": False},
             "threads": 1,
         },
-        "deep": {"enabled": False},
-    }
+        deep={"enabled": False},
+    )
 
 
 @pytest.fixture(scope="module")

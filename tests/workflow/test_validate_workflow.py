@@ -11,9 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
-import yaml
 
-from conftest import REPO, checksums, run_snakemake
+from conftest import checksums, run_snakemake, user_plate_config
 from hcsflow.demo.plate import DemoSpec, generate
 
 pytestmark = pytest.mark.workflow
@@ -34,28 +33,9 @@ def test_bad_images_stop_the_run_before_segmentation(tmp_path):
     truncated.write_bytes(truncated.read_bytes()[:2000])
     before = checksums(data)
 
-    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    cfg = {
-        "demo": {"enabled": False},
-        "images": {
-            **base["images"],
-            "raw_dir": str(data / "raw"),
-            "layout": str(data / "layout.xlsx"),
-        },
-        "gt": None,
-        "validation": {"on_bad_file": "stop"},  # the default, skip, lists it in failed.tsv
-        "segmentation": {
-            "cells": {
-                "method": "threshold",
-                "channels": ["FITC", "Cy3", "Cy5"],
-                "nuclear_channel": "DAPI",
-            },
-            "nuclei": {"method": "threshold", "channel": "DAPI"},
-        },
-        "crops": {"types": ["nucleocentric"]},
-        "features": {"compartments": ["Nuclei"], "texture": {"enabled": False}},
-        "labels": {"classes": {}, "thresholds": {}},
-    }
+    cfg = user_plate_config(
+        data, validation={"on_bad_file": "stop"}  # the default, skip, lists it in failed.tsv
+    )
     work = tmp_path / "w"
     proc = run_snakemake(work, cfg, check=False)
     out = proc.stdout + proc.stderr
