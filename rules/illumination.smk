@@ -20,7 +20,7 @@ if ILLUM_ON:
         wildcard_constraints:
             channel="|".join(re.escape(c) for c in ILLUM_CHANNELS),
         conda:
-            "../envs/features.yaml"
+            "../envs/illumination.yaml"
         threads: 1
         resources:
             mem_mb=lambda wc, attempt: 4000 * attempt,

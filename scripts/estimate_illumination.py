@@ -27,7 +27,7 @@ with rule_logging(snakemake) as log:
     sizes = {p.shape for p in planes}
     if len(sizes) > 1:
         raise ValueError(f"plate {wc.plate}: fields of different sizes {sorted(sizes)}")
-    flat, applied = illumination.plate_flatfield(planes, cfg, par.dark)
+    flat, applied = illumination.plate_flatfield(planes, cfg, par.dark, snakemake.threads)
     if not applied:
         log.warning(
             "plate %s %s: NO FLAT-FIELD CORRECTION, only %d readable field(s) in the sample "
