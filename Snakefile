@@ -66,6 +66,7 @@ include: "rules/deep.smk"
 include: "rules/predict.smk"
 # Failed and empty fields of every batched stage above.
 include: "rules/qc.smk"
+include: "rules/export.smk"
 
 
 onsuccess:

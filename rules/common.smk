@@ -213,4 +213,5 @@ def all_targets():
         *deep_targets(),
         *predict_targets(),
         *qc_targets(),
+        *export_targets(),
     ]
