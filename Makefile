@@ -105,7 +105,7 @@ bench: venv
 # napari is a viewer, not a workflow step: its own virtualenv (docs/napari-requirements.txt), run
 # under Xvfb (Debian: apt install xvfb) since Qt's offscreen platform gives napari no OpenGL here.
 NAPARI_VENV := .venv-napari
-WELL ?= C/03
+WELL ?= D/03
 napari-screenshot: venv
 	test -x $(NAPARI_VENV)/bin/python || { $(BIN)/uv venv -q --python $(BIN)/python $(NAPARI_VENV) && \
 	  $(BIN)/uv pip install -q --python $(NAPARI_VENV)/bin/python -r docs/napari-requirements.txt; }

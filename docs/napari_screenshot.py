@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import re
 from pathlib import Path
 
 
@@ -32,6 +32,8 @@ def main(argv=None) -> None:
     p.add_argument("well", help="row/column, e.g. B/03")
     p.add_argument("--out", type=Path, default=Path("napari_well.png"))
     p.add_argument("--channels", nargs="*", default=None, help="channel names to show (all)")
+    p.add_argument("--width", type=int, default=1400)
+    p.add_argument("--height", type=int, default=700)
     args = p.parse_args(argv)
 
     import napari
@@ -45,27 +47,32 @@ def main(argv=None) -> None:
         layers = viewer.open(str(field), plugin="napari-ome-zarr")
         width = 0.0
         for layer in layers:
-            if args.channels and layer.name not in args.channels and layer.ndim and not (
-                isinstance(layer, napari.layers.Labels)
-            ):
-                layer.visible = False
+            # napari-ome-zarr names them "image: DAPI", "labels/labels/cells"; napari adds " [1]"
+            # to a second field's layers
+            name = re.sub(r" \[\d+\]$", "", layer.name)
+            channel = name.split(": ")[-1]
+            if args.channels and isinstance(layer, napari.layers.Image):
+                layer.visible = channel in args.channels
             if isinstance(layer, napari.layers.Labels):
                 # the cells in their class colours (the export's label colours, read by
                 # napari-ome-zarr), half transparent over the channels
-                layer.visible = layer.name.endswith("/cells")
+                layer.visible = name.endswith("/cells")
                 layer.opacity = 0.45
             layer.translate = np.asarray(layer.translate, float) + np.array(
                 [0.0] * (layer.ndim - 1) + [offset]
             )
             width = max(width, float(layer.extent.world[1][-1] - layer.extent.world[0][-1]))
         offset += width * 1.03
+    # the canvas at the screenshot's size, then the camera fitted to the fields
+    viewer.window._qt_window.resize(args.width, args.height)
+    viewer.window._qt_viewer.canvas.native.resize(args.width, args.height)
     viewer.reset_view()
     viewer.text_overlay.visible = True
     viewer.text_overlay.text = f"{args.plate.name} well {args.well}: " + ", ".join(
         f"{name} = rgb{tuple(rgba[:3])}" for name, rgba in legend.items()
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(args.out), canvas_only=True, size=(700, 1400))
+    viewer.screenshot(str(args.out), canvas_only=True)
     viewer.close()
     print(f"screenshot of {args.plate} {args.well} -> {args.out}")
 

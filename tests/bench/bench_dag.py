@@ -14,8 +14,10 @@ Segmentation, crops and features run one job per batch of images (config `batch`
 well: 384 jobs per stage).
 Nothing is read: the files are empty and only their names are used.
 
-    python tests/bench/bench_dag.py [--rows 16 --cols 24 --fields 9] [--batch-by well --batch-size 0]
-                                    [--group-size 8]
+    python tests/bench/bench_dag.py [--plates 1] [--rows 16 --cols 24 --fields 9]
+                                    [--batch-by well --batch-size 0] [--group-size 8]
+
+``--plates N`` writes N such plates side by side in one raw_dir (a screen).
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--plates", type=int, default=1, help="plates side by side in one raw_dir")
     ap.add_argument("--rows", type=int, default=16)
     ap.add_argument("--cols", type=int, default=24)
     ap.add_argument("--fields", type=int, default=9)
@@ -135,7 +138,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hcsflow-dag-") as tmp:
         root = Path(tmp)
         start = time.perf_counter()
-        n_images = write_plate(root, args.rows, args.cols, args.fields)
+        n_images = sum(
+            write_plate(root, args.rows, args.cols, args.fields, plate=f"Plate{p:02d}")
+            for p in range(1, args.plates + 1)
+        )
         t_files = time.perf_counter() - start
         config = write_config(root, args.batch_by, args.batch_size)
         work = root / "work"
@@ -164,7 +170,8 @@ def main() -> None:
     per_group = {g: groups.count(g) for g in sorted(set(groups))}
 
     print(
-        f"plate: {n_images} images ({args.rows} x {args.cols} wells x {args.fields} fields), "
+        f"{args.plates} plate(s): {n_images} images ({args.rows} x {args.cols} wells x "
+        f"{args.fields} fields each), "
         f"{n_images * len(CHANNELS)} empty files written in {t_files:.1f} s; "
         f"batch.by {args.batch_by}, batch.size {args.batch_size}; bytecode cache: "
         f"{env.get('PYTHONPYCACHEPREFIX') or ('none' if env.get('PYTHONDONTWRITEBYTECODE') else 'the venv')}"
