@@ -2,7 +2,7 @@
 per image and configured crop type. Output lists are type-major: ``out.crops[t * n + i]`` is crop
 type ``params.crop_types[t]`` of image ``params.images[i]``."""
 
-from hcsflow.batches import optional_per_image, split_per_image
+from hcsflow.batches import batch_fields
 from hcsflow.cells.align import read_field
 from hcsflow.cells.crops import crop_rois, save_crops
 from hcsflow.cells.features import image_metadata
@@ -15,12 +15,8 @@ from hcsflow.runner import rule_logging
 
 with rule_logging(snakemake) as log:
     inp, out, par = snakemake.input, snakemake.output, snakemake.params
-    names = list(par.images)
+    names, image_files, cells_files, nuclei_files = batch_fields(inp, par.images)
     n = len(names)
-    image_files = split_per_image(inp.image, n, "input.image")
-    # a run may have only cell or only nucleus masks (hcsflow.checks): None for the missing ones
-    cells_files = optional_per_image(inp, "cells", n)
-    nuclei_files = optional_per_image(inp, "nuclei", n)
     image_table = read_image_table(inp.images)
     fix_illumination = load_correction(inp.illumination)
 

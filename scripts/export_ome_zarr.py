@@ -3,7 +3,7 @@ raw channels, the analysis masks (cells coloured by predicted class), the cells'
 
 import pandas as pd
 
-from hcsflow.batches import optional_per_image, split_per_image
+from hcsflow.batches import batch_fields, split_per_image
 from hcsflow.cells.align import read_field
 from hcsflow.export.ome_zarr import cell_table, field_path, plate_predictions, write_field
 from hcsflow.failures import read_upstream
@@ -12,11 +12,8 @@ from hcsflow.runner import rule_logging
 
 with rule_logging(snakemake) as log:
     inp, par, wc = snakemake.input, snakemake.params, snakemake.wildcards
-    names = list(par.images)
+    names, image_files, cells_files, nuclei_files = batch_fields(inp, par.images)
     n = len(names)
-    image_files = split_per_image(inp.image, n, "input.image")
-    cells_files = optional_per_image(inp, "cells", n)
-    nuclei_files = optional_per_image(inp, "nuclei", n)
     feature_files = split_per_image(inp.features, n, "input.features")
     tables = {
         key: pd.read_parquet(path)

@@ -3,7 +3,7 @@
 
 import pandas as pd
 
-from hcsflow.batches import optional_per_image, split_per_image
+from hcsflow.batches import batch_fields
 from hcsflow.cells.align import read_field
 from hcsflow.cells.features import image_features, image_metadata, physical_shape_features
 from hcsflow.failures import BatchFailures, empty_field, for_each_image, read_upstream
@@ -16,12 +16,7 @@ from hcsflow.runner import rule_logging
 
 with rule_logging(snakemake) as log:
     inp, out, par = snakemake.input, snakemake.output, snakemake.params
-    names = list(par.images)
-    n = len(names)
-    image_files = split_per_image(inp.image, n, "input.image")
-    # a run may have only cell or only nucleus masks (hcsflow.checks): None for the missing ones
-    cells_files = optional_per_image(inp, "cells", n)
-    nuclei_files = optional_per_image(inp, "nuclei", n)
+    names, image_files, cells_files, nuclei_files = batch_fields(inp, par.images)
     image_table = read_image_table(inp.images)
     fix_illumination = load_correction(inp.illumination)
     qc_rows = []  # one row per image: hcsflow.qc measures (failed images have none)

@@ -70,6 +70,23 @@ def user_plate_config(data: Path, **sections) -> dict:
     return cfg
 
 
+def rf_classify(exclude_plates=(), n_estimators: int = 50) -> dict:
+    """A ``classify`` section for the demo's two classes (astro, SHSY5Y): one Random Forest,
+    half the training plates' wells for training and half for test, ``exclude_plates`` kept out
+    (the plates a run predicts)."""
+    return {
+        "enabled": True,
+        "classes": {"astro": ["astro"], "SHSY5Y": ["SHSY5Y"]},
+        "exclude_plates": list(exclude_plates),
+        "split": {"fractions": {"train": 0.5, "valid": 0.0, "test": 0.5}},
+        "models": {
+            "RF": {"estimator": "RandomForestClassifier", "params": {"n_estimators": n_estimators}}
+        },
+        "threads": 1,
+        "profiles": {"enabled": False},
+    }
+
+
 def protocol_seed() -> int:
     """The training seed of the protocol tests: ``HCSFLOW_PROTOCOL_SEED`` (default 0), e.g.
     ``make test-protocols SEED=3``. Another seed stands in for another machine of the same kind

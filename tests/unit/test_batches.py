@@ -150,3 +150,22 @@ def test_split_per_image():
     assert split_per_image(["a1", "a2", "b1", "b2"], 2, "x") == [["a1", "a2"], ["b1", "b2"]]
     with pytest.raises(BatchPlanError, match="input.image"):
         split_per_image(["a", "b", "c"], 2, "input.image")
+
+
+def test_batch_fields_cuts_a_jobs_inputs_per_image():
+    from types import SimpleNamespace
+
+    from hcsflow.batches import batch_fields
+
+    inputs = SimpleNamespace(
+        image=["a1", "a2", "b1", "b2"], cells=["a.cells", "b.cells"], nuclei=["a.nuc", "b.nuc"]
+    )
+    names, images, cells, nuclei = batch_fields(inputs, ("B-02-01", "B-02-02"))
+    assert names == ["B-02-01", "B-02-02"]
+    assert images == [["a1", "a2"], ["b1", "b2"]]
+    assert cells == ["a.cells", "b.cells"] and nuclei == ["a.nuc", "b.nuc"]
+    # a nuclei-only run has no cell masks
+    names, _, cells, _ = batch_fields(SimpleNamespace(image=["a"], nuclei=["n"]), ["B-02-01"])
+    assert cells == [None]
+    with pytest.raises(BatchPlanError, match="input.image: 3 file"):
+        batch_fields(SimpleNamespace(image=["a", "b", "c"]), ["x", "y"])

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import zarr
 
-from conftest import run_snakemake, user_plate_config
+from conftest import rf_classify, run_snakemake, user_plate_config
 from hcsflow.cells.align import read_field
 from hcsflow.demo.plate import DemoSpec, generate
 from hcsflow.export.ome_zarr import UNCALLED_RGBA, class_colors, field_path
@@ -37,17 +37,7 @@ def run(tmp_path_factory):
         alignment={"masks": str(data / "truth" / "{plate}" / "{image}.{compartment}.tif")},
         crops={"types": []},
         features={"compartments": ["Cells", "Nuclei"], "texture": {"enabled": False}},
-        classify={
-            "enabled": True,
-            "classes": {"astro": ["astro"], "SHSY5Y": ["SHSY5Y"]},
-            "exclude_plates": [NEW],
-            "split": {"fractions": {"train": 0.5, "valid": 0.0, "test": 0.5}},
-            "models": {
-                "RF": {"estimator": "RandomForestClassifier", "params": {"n_estimators": 30}}
-            },
-            "threads": 1,
-            "profiles": {"enabled": False},
-        },
+        classify=rf_classify([NEW], n_estimators=30),
         predict={"model": "RF", "plates": [NEW]},
         export={"ome_zarr": True},
     )

@@ -18,6 +18,7 @@ import pytest
 import tifffile
 import yaml
 
+from conftest import rf_classify
 from hcsflow.demo.plate import DemoSpec, generate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,17 +99,7 @@ def runs(tmp_path_factory):
     # run 1: train a Random Forest on Plate01 (Plate02 kept out)
     train_cfg = _config(
         data,
-        classify={
-            "enabled": True,
-            "classes": {"astro": ["astro"], "SHSY5Y": ["SHSY5Y"]},
-            "exclude_plates": [NEW],
-            "split": {"fractions": {"train": 0.5, "valid": 0.0, "test": 0.5}},
-            "models": {
-                "RF": {"estimator": "RandomForestClassifier", "params": {"n_estimators": 50}}
-            },
-            "threads": 1,
-            "profiles": {"enabled": False},
-        },
+        classify=rf_classify([NEW]),
         deep={"enabled": True, "threads": 2, "models": {"cnn": DEEP_MODEL}},
     )
     proc = _snakemake(
