@@ -19,6 +19,7 @@ of names (adding a file renumbers the ones sorted after it): use ``filename`` as
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -185,13 +186,17 @@ def list_files(raw_dir: str | Path) -> list[str]:
     if not root.is_dir():
         raise IngestError(f"raw folder {root} does not exist or is not a folder; check raw_dir")
     out = []
+    # plain strings, not a Path per file: a 10-plate screen has ~140,000 files, and this runs
+    # every time Snakemake parses the workflow (each cluster job too)
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel_dir = Path(dirpath).relative_to(root).as_posix()
+        prefix = "" if rel_dir == "." else rel_dir + "/"
         for name in filenames:
             if name.startswith("."):
                 continue
-            if "".join(Path(name).suffixes[-1:]).lower() in SUPPORTED_SUFFIXES:
-                out.append(Path(dirpath, name).relative_to(root).as_posix())
+            if os.path.splitext(name)[1].lower() in SUPPORTED_SUFFIXES:
+                out.append(prefix + name)
     return sorted(out)
 
 
@@ -209,8 +214,8 @@ def named_image_ids(names: list[str]) -> dict[str, tuple[str, int, int]]:
     return out
 
 
-def _parse_named(spec: SourceSpec, rel: str) -> dict | None:
-    m = spec.regex.fullmatch(rel)
+def _parse_named(spec: SourceSpec, rel: str, rx: re.Pattern | None = None) -> dict | None:
+    m = (rx or spec.regex).fullmatch(rel)
     if m is None:
         return None
     g = m.groupdict()
@@ -221,10 +226,12 @@ def _parse_named(spec: SourceSpec, rel: str) -> dict | None:
     return out
 
 
-def _parse(spec: SourceSpec, rel: str) -> dict | None:
+def _parse(spec: SourceSpec, rel: str, rx: re.Pattern | None = None) -> dict | None:
+    """The fields of one file name (``rx``: ``spec.regex``, compiled and checked once by the
+    caller that parses many)."""
     if spec.named:
-        return _parse_named(spec, rel)
-    m = spec.regex.fullmatch(rel)
+        return _parse_named(spec, rel, rx)
+    m = (rx or spec.regex).fullmatch(rel)
     if m is None:
         return None
     g = m.groupdict()
@@ -252,17 +259,17 @@ def _parse(spec: SourceSpec, rel: str) -> dict | None:
     return out
 
 
-def _image_record(plate, image, first, files: list) -> dict:
+def _image_record(plate, image, first: dict, files: list) -> dict:
     """One image-table row from the first matched file of an image and its files in order."""
     return dict(
         plate=plate,
         image=image,
-        row=first.row,
-        col=first.col,
-        well=first.well,
-        field=first.field,
+        row=first["row"],
+        col=first["col"],
+        well=first["well"],
+        field=first["field"],
         files=files,
-        filename=first.filename,
+        filename=first["filename"],
         pixel_size_um=first.get("pixel_size_um", float("nan")),
     )
 
@@ -280,8 +287,8 @@ def scan(spec: SourceSpec, listing: Iterable[str] | None = None) -> pd.DataFrame
         parsed = loaddata_records(spec)
     else:
         parsed = _regex_records(spec, listing)
-    df = pd.DataFrame(parsed)
     if spec.named:
+        df = pd.DataFrame(parsed)
         ids = {p: named_image_ids(list(g["filename"])) for p, g in df.groupby("plate")}
         pos = [ids[p][n] for p, n in zip(df["plate"], df["filename"], strict=True)]
         df["row"] = [r for r, _, _ in pos]
@@ -289,16 +296,22 @@ def scan(spec: SourceSpec, listing: Iterable[str] | None = None) -> pd.DataFrame
         df["field"] = [f for _, _, f in pos]
         df["well"] = [f"{r}{c:02d}" for r, c, _ in pos]
         df["image"] = [image_id(r, c, f) for r, c, f in pos]
+        records = df.to_dict("records")
     else:
-        df["filename"] = ""
-    keys = ["plate", "image"]
+        records = [{**rec, "filename": ""} for rec in parsed]
+    # one group per image, in (plate, image) order, each group's files in listing order: plain
+    # dicts, since a pandas group and row per image cost seconds per plate at every parse
+    groups: dict = {}
+    for rec in records:
+        groups.setdefault((rec["plate"], rec["image"]), []).append(rec)
     rows = []
     if spec.per_channel:
         # instrument sources give channel names (mapped from ids already); regex the ids
         index = spec.channel_index() if spec.source == "regex" else _name_index(spec)
-        for (plate, image), grp in df.groupby(keys, sort=True):
+        for (plate, image), grp in sorted(groups.items(), key=lambda kv: kv[0]):
             slots: list[str | None] = [None] * len(spec.channels)
-            for cid, path in zip(grp["channel_id"], grp["path"], strict=True):
+            for rec in grp:
+                cid, path = rec["channel_id"], rec["path"]
                 if str(cid) not in index:
                     raise IngestError(
                         f"{path}: channel {cid!r} is not among {spec.what}.channel_ids "
@@ -315,18 +328,19 @@ def scan(spec: SourceSpec, listing: Iterable[str] | None = None) -> pd.DataFrame
             if missing:
                 raise IngestError(
                     f"plate {plate}, image {image}: no file for channel(s) {', '.join(missing)} "
-                    f"(found {', '.join(grp['path'])}); {spec.what}.channels lists "
+                    f"(found {', '.join(r['path'] for r in grp)}); {spec.what}.channels lists "
                     f"{len(spec.channels)} channels"
                 )
-            rows.append(_image_record(plate, image, grp.iloc[0], list(slots)))
+            rows.append(_image_record(plate, image, grp[0], list(slots)))
     else:
-        for (plate, image), grp in df.groupby(keys, sort=True):
+        for (plate, image), grp in sorted(groups.items(), key=lambda kv: kv[0]):
             if len(grp) > 1:
                 raise IngestError(
                     f"{len(grp)} files claim plate {plate}, image {image}: "
-                    f"{' and '.join(grp['path'])}; make the pattern tell them apart or remove one"
+                    f"{' and '.join(r['path'] for r in grp)}; make the pattern tell them apart "
+                    f"or remove one"
                 )
-            rows.append(_image_record(plate, image, grp.iloc[0], [grp.iloc[0].path]))
+            rows.append(_image_record(plate, image, grp[0], [grp[0]["path"]]))
     table = pd.DataFrame(rows)
     return table.sort_values(["plate", "row", "col", "field"], key=_row_sort_key).reset_index(
         drop=True
@@ -336,19 +350,19 @@ def scan(spec: SourceSpec, listing: Iterable[str] | None = None) -> pd.DataFrame
 def _regex_records(spec: SourceSpec, listing: Iterable[str] | None) -> list[dict]:
     """One record per file matched by ``images.pattern`` (plate, image, ..., channel_id, path)."""
     rx = spec.regex  # validates the pattern first
-    del rx
     files = list(listing) if listing is not None else list_files(spec.raw_dir)
     allowed = FILE_TYPE_SUFFIXES[spec.file_type]
     parsed, unmatched = [], []
+    root = str(Path(spec.raw_dir))
     for rel in files:
-        if Path(rel).suffix.lower() not in allowed:
+        if os.path.splitext(rel)[1].lower() not in allowed:
             unmatched.append(rel)
             continue
-        info = _parse(spec, rel)
+        info = _parse(spec, rel, rx)
         if info is None:
             unmatched.append(rel)
         else:
-            info["path"] = str(Path(spec.raw_dir, rel))
+            info["path"] = _raw_path(root, rel)
             parsed.append(info)
     if unmatched:
         shown = ", ".join(unmatched[:5]) + (
@@ -372,6 +386,13 @@ def _regex_records(spec: SourceSpec, listing: Iterable[str] | None) -> list[dict
             f"check the pattern against a file name (it must match the whole path relative to raw_dir)"
         )
     return parsed
+
+
+def _raw_path(root: str, rel: str) -> str:
+    """``str(Path(root, rel))`` without building a Path for the usual normalised ``rel``."""
+    if rel.startswith("/") or any(part in ("", ".", "..") for part in rel.split("/")):
+        return str(Path(root, rel))
+    return rel if root == "." else f"{root}/{rel}"
 
 
 def _name_index(spec: SourceSpec) -> dict[str, int]:
@@ -577,11 +598,18 @@ def link_paths(
 
 def _ext(path: str) -> str:
     """File extension in lower case, keeping ``.ome.tif`` whole."""
-    name = Path(path).name.lower()
+    # the extension is in the name's last 9 characters (".ome.tiff"); cached per tail, since
+    # every file of a screen is asked at every parse
+    return _ext_of_tail(str(path)[-9:].lower())
+
+
+@functools.lru_cache(maxsize=256)
+def _ext_of_tail(tail: str) -> str:
+    name = tail.rsplit("/", 1)[-1]
     for double in (".ome.tiff", ".ome.tif"):
         if name.endswith(double):
             return double
-    return Path(name).suffix
+    return os.path.splitext(name)[1] if not name.endswith(".") else ""
 
 
 def build_table(
