@@ -9,7 +9,7 @@ from snakemake.exceptions import WorkflowError
 
 from hcsflow import batches as hcs_batches
 from hcsflow.demo import scenarios as demo_scenarios
-from hcsflow.ingest.table import IngestError, SourceSpec, build_table, run_pixel_size
+from hcsflow.ingest.table import IngestError, SourceSpec, build_table_cached, run_pixel_size
 
 RESULTS = "results"
 LOGS = "logs"
@@ -36,7 +36,10 @@ def _demo_listing():
 DEMO_FILES = _demo_listing()
 
 try:
-    IMAGES = build_table(
+    # remembered per file listing in .snakemake/ (each cluster job parses the workflow again;
+    # rule ingest builds images.tsv itself)
+    IMAGES = build_table_cached(
+        Path(".snakemake", "hcsflow"),
         IMAGE_SPEC,
         GT_SPEC,
         RESULTS,
@@ -97,9 +100,8 @@ def images_with_gt():
 # They ask for plate_validated's copy (a relay), not for validation.tsv itself, since Snakemake
 # scans a producer's whole input list for every consumer, and validate_images lists every raw
 # file of the plate (768 segmentation jobs x 13,824 files on a 384-well plate: seconds of plan).
-def validated(wildcards):
-    """The content check of ``{plate}``'s raw images."""
-    return f"{RESULTS}/{wildcards.plate}/validation.ok"
+# A pattern, not an input function: every callable costs Snakemake a signature inspection per job.
+VALIDATED = f"{RESULTS}/{{plate}}/validation.ok"
 
 
 def validated_plates(table):
@@ -108,47 +110,87 @@ def validated_plates(table):
 
 
 # ---- batched jobs (hcsflow.batches; docs/ARCHITECTURE.md, "Batched jobs") ------------------------
-# One job per batch of images (default: the fields of one well). A layout is one rule; its
-# outputs enumerate the member images from the {batch} wildcard (the shared image-id prefix).
+# One job per batch of images (default: the fields of one well). Each batched stage is one rule
+# whose job writes one directory, results/{plate}/<stage>/{batch}/, with a file per member image:
+# Snakemake tracks one output per job, not one per image. Scripts get the member ids and every
+# per-image path in params (from the plan, so nothing is globbed); inputs name the directories.
 BATCH = config["batch"]
 try:
-    BATCH_LAYOUTS = hcs_batches.batch_layouts(IMAGES, BATCH["size"], BATCH["by"])
-    GT_BATCH_LAYOUTS = hcs_batches.batch_layouts(images_with_gt(), BATCH["size"], BATCH["by"])
+    BATCHES = hcs_batches.BatchPlan.from_images(IMAGES, BATCH["size"], BATCH["by"])
+    # alignment handles the images with GT stains: the same batch ids, fewer members
+    GT_BATCHES = BATCHES.restrict(images_with_gt())
 except hcs_batches.BatchPlanError as exc:
     raise WorkflowError(f"cannot plan batched jobs: {exc}") from None
 
 
-def batch_images(layout):
-    """params function: the member image ids of a job of ``layout`` (output order)."""
-    return lambda wildcards: layout.members(wildcards.batch)
+wildcard_constraints:
+    batch=BATCHES.constraint(),
 
 
-def batch_files(layout, files_of, *args):
-    """Input function: ``files_of(plate, image, *args)`` (a path or a list) for every member
-    image of the job, concatenated in member order."""
+def batch_params(plan, **files_of):
+    """params function of a batched job (one callable per job: Snakemake inspects each callable's
+    signature for every job): ``{'images': member ids, key: [files_of[key](plate, image) for
+    each member], ...}``; a key given ``None`` gets an empty list (e.g. an unused mask)."""
 
-    def inputs(wildcards):
-        out = []
-        for image in layout.members(wildcards.batch):
-            got = files_of(wildcards.plate, image, *args)
-            out.extend([got] if isinstance(got, str) else got)
+    def params(wildcards):
+        plate = wildcards.plate
+        images = plan.members[(plate, wildcards.batch)]
+        out = {"images": list(images)}
+        for key, of in files_of.items():
+            out[key] = [] if of is None else [of(plate, image) for image in images]
         return out
 
+    return params
+
+
+def batch_inputs(plan, inputs_of, *args):
+    """Input function: the distinct ``inputs_of(plate, image, *args)`` (a job directory, or a
+    source file) of every member image: what the job declares for its per-image files."""
+
+    def inputs(wildcards):
+        plate, out = wildcards.plate, {}
+        for image in plan.members[(plate, wildcards.batch)]:
+            out[inputs_of(plate, image, *args)] = None
+        return list(out)
+
     return inputs
+
+
+def batch_output(pattern):
+    """``pattern`` (with {plate} and {batch}) as a batched job's output directory."""
+    return directory(pattern)
+
+
+def image_dirs(pattern, table=None, **fmt):
+    """The job directories (``pattern`` with {plate}, {batch}) holding the images of ``table``:
+    the inputs of a job that reads their per-image files."""
+    table = IMAGES if table is None else table
+    out = {}
+    for plate, image in zip(table["plate"], table["image"]):
+        out[pattern.format(plate=plate, batch=BATCHES.batch_of[(plate, image)], **fmt)] = None
+    return list(out)
+
+
+def image_files(pattern, table=None, **fmt):
+    """``pattern`` (with {plate}, {batch}, {image}) for every image of ``table``."""
+    table = IMAGES if table is None else table
+    return [
+        BATCHES.image_path(pattern, plate, image, **fmt)
+        for plate, image in zip(table["plate"], table["image"])
+    ]
 
 
 # Failed images (hcsflow.failures): each batched job writes a failure table (no rows when every
 # image went through); rule failed_images gathers a plate's tables into results/{plate}/failed.tsv.
 ON_IMAGE_ERROR = config["on_image_error"]
 _FAILED_TABLE = f"{RESULTS}/{{{{plate}}}}/failed/{{rule}}/{{{{batch}}}}.tsv"
-BATCH_FAILURE_RULES = {}  # rule name -> layout, filled as the batched rules are defined
+BATCH_FAILURE_RULES = {}  # rule name -> plan, filled as the batched rules are defined
 
 
-def batch_failed(layout, stage):
-    """Output: the failure table of a job of ``layout``'s rule for ``stage`` (registered for
-    failed_images, so only rules this config defines are gathered)."""
-    name = layout.rule_name(stage)
-    BATCH_FAILURE_RULES[name] = layout
+def batch_failed(plan, name):
+    """Output: the failure table of a job of rule ``name`` (registered for failed_images, so
+    only rules this config defines are gathered)."""
+    BATCH_FAILURE_RULES[name] = plan
     return _FAILED_TABLE.format(rule=name)
 
 
@@ -156,21 +198,20 @@ def batch_failure_tables(wildcards):
     """Input function: every failure table of ``{plate}``'s batched jobs."""
     return [
         path
-        for name, layout in sorted(BATCH_FAILURE_RULES.items())
-        for path in layout.batch_paths(_FAILED_TABLE.format(rule=name), wildcards.plate)
+        for name, plan in sorted(BATCH_FAILURE_RULES.items())
+        for path in plan.paths(_FAILED_TABLE.format(rule=name), wildcards.plate)
     ]
 
 
 # Image QC (hcsflow.qc): the features jobs, which read every raw field and its masks anyway,
 # measure each field and write one QC table per job; rule plate_qc gathers results/{plate}/qc.parquet.
 _QC_TABLE = f"{RESULTS}/{{{{plate}}}}/qc/{{rule}}/{{{{batch}}}}.parquet"
-BATCH_QC_RULES = {}  # rule name -> layout
+BATCH_QC_RULES = {}  # rule name -> plan
 
 
-def batch_qc(layout, stage):
-    """Output: the QC table of a job of ``layout``'s rule for ``stage`` (registered for plate_qc)."""
-    name = layout.rule_name(stage)
-    BATCH_QC_RULES[name] = layout
+def batch_qc(plan, name):
+    """Output: the QC table of a job of rule ``name`` (registered for plate_qc)."""
+    BATCH_QC_RULES[name] = plan
     return _QC_TABLE.format(rule=name)
 
 
@@ -178,15 +219,19 @@ def batch_qc_tables(wildcards):
     """Input function: every QC table of ``{plate}``'s batched jobs."""
     return [
         path
-        for name, layout in sorted(BATCH_QC_RULES.items())
-        for path in layout.batch_paths(_QC_TABLE.format(rule=name), wildcards.plate)
+        for name, plan in sorted(BATCH_QC_RULES.items())
+        for path in plan.paths(_QC_TABLE.format(rule=name), wildcards.plate)
     ]
 
 
-def batch_runtime(layout, per_image_min, base_min=5):
-    """runtime resource (minutes) of a job of ``layout``: grows with its size and the attempt."""
-    minutes = base_min + per_image_min * len(layout.suffixes)
-    return lambda wildcards, attempt: minutes * attempt
+def batch_runtime(plan, per_image_min, base_min=5):
+    """runtime resource (minutes) of a job of ``plan``: grows with its size and the attempt."""
+
+    def runtime(wildcards, attempt):
+        n_images = len(plan.members[(wildcards.plate, wildcards.batch)])
+        return (base_min + per_image_min * n_images) * attempt
+
+    return runtime
 
 
 def batch_log(rule_name):
@@ -199,8 +244,9 @@ def all_targets():
     stage's final outputs.
 
     Each ``<stage>_targets()`` is in rules/plan/<stage>.smk and returns [] when its stage is
-    off. A batched stage asks for one output per job (hcsflow.batches.Layout.job_targets): the job
-    then makes all its outputs."""
+    off. Batched jobs are not asked for one by one: every one writes a failure table, and each
+    plate's failed.tsv (qc_targets) reads them all, so asking for it puts them all in the plan
+    (thousands of fewer requested files per plate)."""
     return [
         f"{RESULTS}/images.tsv",
         *illumination_targets(),

@@ -38,6 +38,7 @@ rule train_deep:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 240 * attempt,
     params:
+        crop_files=deep_crop_files,
         model=deep_model_settings,
         channels=config["images"]["channels"],
         classes=list((config.get("classify") or {}).get("classes") or {}),
@@ -75,6 +76,7 @@ rule embed_deep:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
     params:
+        crop_files=deep_crop_files,
         model=deep_model_settings,
         channels=config["images"]["channels"],
         umap=DEEP_UMAP,
@@ -107,6 +109,7 @@ rule gradcam_deep:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
     params:
+        crop_files=deep_crop_files,
         model=deep_model_settings,
         channels=config["images"]["channels"],
         gradcam=DEEP_GRADCAM,

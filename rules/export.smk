@@ -8,40 +8,38 @@ include: "plan/export.smk"
 
 if EXPORT_ON:
 
-    for _L in BATCH_LAYOUTS:
-
-        rule:
-            """A batch of fields as standalone OME-Zarr images (raw channels, labels, cells table)."""
-            name:
-                _L.rule_name("export_ome_zarr")
-            input:
-                **batch_masks(_L, analysis_mask_of),
-                image=batch_files(_L, raw_files_of),
-                features=_L.outputs(_FEATURES),
-                predictions=list(EXPORT_PREDICTIONS.values()),
-                validated=validated,
-            output:
-                export_staging(_L),
-            log:
-                batch_log(_L.rule_name("export_ome_zarr")),
-            wildcard_constraints:
-                **_L.constraints(),
-            conda:
-                "../envs/export.yaml"
-            threads: 1
-            resources:
-                mem_mb=lambda wc, attempt: 4000 * attempt,
-                runtime=batch_runtime(_L, 1),
-            params:
-                images=batch_images(_L),
-                pixel_sizes=export_pixel_sizes(_L),
-                prediction_keys=list(EXPORT_PREDICTIONS),
-                color_order=EXPORT_COLOR_ORDER,
-                channels=config["images"]["channels"],
-                project_z=config["images"].get("project_z", "max"),
-                min_nucleus_overlap=config["alignment"]["min_nucleus_overlap"],
-            script:
-                "../scripts/export_ome_zarr.py"
+    rule export_ome_zarr:
+        """A batch of fields as standalone OME-Zarr images (raw channels, labels, cells table)."""
+        input:
+            **batch_mask_inputs(BATCHES, analysis=True),
+            features=FEATURES_DIR,
+            predictions=list(EXPORT_PREDICTIONS.values()),
+            validated=VALIDATED,
+        output:
+            directory(temp(EXPORT_STAGING)),
+        log:
+            batch_log("export_ome_zarr"),
+        conda:
+            "../envs/export.yaml"
+        threads: 1
+        resources:
+            mem_mb=lambda wc, attempt: 4000 * attempt,
+            runtime=batch_runtime(BATCHES, 1),
+        params:
+            fields=batch_params(
+                BATCHES,
+                raw=raw_files_of,
+                **mask_params(analysis_mask_of),
+                features=feature_table_of,
+                pixel_sizes=export_pixel_size_of,
+            ),
+            prediction_keys=list(EXPORT_PREDICTIONS),
+            color_order=EXPORT_COLOR_ORDER,
+            channels=config["images"]["channels"],
+            project_z=config["images"].get("project_z", "max"),
+            min_nucleus_overlap=config["alignment"]["min_nucleus_overlap"],
+        script:
+            "../scripts/export_ome_zarr.py"
 
     rule export_plate_ome_zarr:
         """One plate's fields linked into an NGFF HCS plate, validated, moved into place."""

@@ -6,49 +6,40 @@
 include: "plan/features.smk"
 
 
-_FEATURES = f"{RESULTS}/{{plate}}/features/{{image}}.parquet"
-
-
-for _L in BATCH_LAYOUTS:
-
-    rule:
-        """Intensity, shape and texture features of every kept cell of a batch of images."""
-        name:
-            _L.rule_name("extract_features")
-        input:
-            **batch_masks(_L, analysis_mask_of),
-            image=batch_files(_L, raw_files_of),
-            illumination=illumination_files,
-            images=f"{RESULTS}/images.tsv",
-        output:
-            tables=_L.outputs(_FEATURES),
-            failed=batch_failed(_L, "extract_features"),
-            qc=batch_qc(_L, "extract_features"),
-        log:
-            batch_log(_L.rule_name("extract_features")),
-        wildcard_constraints:
-            **_L.constraints(),
-        conda:
-            "../envs/features.yaml"
-        threads: 1
-        resources:
-            mem_mb=lambda wc, attempt: 4000 * attempt,
-            runtime=batch_runtime(_L, 3),
-        params:
-            images=batch_images(_L),
-            features=config["features"],
-            channels=config["images"]["channels"],
-            project_z=config["images"].get("project_z", "max"),
-            min_nucleus_overlap=config["alignment"]["min_nucleus_overlap"],
-            on_image_error=ON_IMAGE_ERROR,
-        script:
-            "../scripts/extract_features.py"
+rule extract_features:
+    """Intensity, shape and texture features of every kept cell of a batch of images."""
+    input:
+        **batch_mask_inputs(BATCHES, analysis=True),
+        illumination=ILLUM_LIST,
+        images=f"{RESULTS}/images.tsv",
+        validated=VALIDATED_UNLESS_SEGMENTED,
+    output:
+        tables=batch_output(FEATURES_DIR),
+        failed=batch_failed(BATCHES, "extract_features"),
+        qc=batch_qc(BATCHES, "extract_features"),
+    log:
+        batch_log("extract_features"),
+    conda:
+        "../envs/features.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=batch_runtime(BATCHES, 3),
+    params:
+        fields=batch_params(BATCHES, raw=raw_files_of, **mask_params(analysis_mask_of)),
+        features=config["features"],
+        channels=config["images"]["channels"],
+        project_z=config["images"].get("project_z", "max"),
+        min_nucleus_overlap=config["alignment"]["min_nucleus_overlap"],
+        on_image_error=ON_IMAGE_ERROR,
+    script:
+        "../scripts/extract_features.py"
 
 
 rule merge_plate_features:
     """All cells of one plate in one table, without the images qc.exclude drops."""
     input:
-        tables=plate_feature_tables,
+        tables=lambda wc: BATCHES.paths(FEATURES_DIR, wc.plate),
         qc=f"{RESULTS}/{{plate}}/qc.parquet",
     output:
         f"{RESULTS}/{{plate}}/features.parquet",
@@ -60,6 +51,8 @@ rule merge_plate_features:
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=30,
+    params:
+        tables=plate_feature_tables,
     script:
         "../scripts/merge_features.py"
 

@@ -12,7 +12,7 @@ if ILLUM_ON:
         """The flat-field of one channel of one plate, from an evenly spaced sample of its fields."""
         input:
             images=lambda wc: [f for fs in illumination_sample(wc).values() for f in fs],
-            validated=validated,
+            validated=VALIDATED,
         output:
             f"{RESULTS}/{{plate}}/illumination/{{channel}}.tif",
         log:
@@ -37,6 +37,28 @@ if ILLUM_ON:
             project_z=config["images"].get("project_z", "max"),
         script:
             "../scripts/estimate_illumination.py"
+
+    localrules:
+        illumination_functions,
+
+    rule illumination_functions:
+        """The list of one plate's function files: what batched jobs depend on (one file)."""
+        input:
+            illumination_files,
+        output:
+            f"{RESULTS}/{{plate}}/illumination/functions.tsv",
+        log:
+            f"{LOGS}/illumination_functions/{{plate}}.log",
+        conda:
+            "../envs/features.yaml"
+        threads: 1
+        resources:
+            mem_mb=500,
+            runtime=5,
+        params:
+            channels=ILLUM_CHANNELS,
+        script:
+            "../scripts/illumination_functions.py"
 
     rule illumination_figure:
         """One plate's flat-fields side by side (the report's illumination figure)."""

@@ -44,8 +44,12 @@ if config["demo"]["enabled"]:
 rule validate_images:
     """Check one plate's raw images (readable, channel counts, sizes, pixel type, layout) before
     any job reads them; every per-image job depends on it."""
+
+    # The raw and GT files are not declared (~14,000 per plate were most of the plan's file
+    # look-ups): params.files is their fingerprint, so any change to them reruns the check
+    # (Snakemake's params trigger), and the check reports missing or unreadable files.
     input:
-        images=_plate_files,
+        demo=_plate_inputs,
         layout=plate_layout,
     output:
         f"{RESULTS}/{{plate}}/validation.tsv",
@@ -59,6 +63,7 @@ rule validate_images:
         runtime=30,
     params:
         table=_plate_table,
+        files=_plate_fingerprint,
         channels=config["images"]["channels"],
         gt_channels=(config.get("gt") or {}).get("channels", []),
         layout_sheet=config["images"]["layout_sheet"],
@@ -114,5 +119,6 @@ rule ingest:
         # the results folder, from the output path (snakemake --lint: no hard-coded prefixes)
         results=lambda wildcards, output: str(Path(output.table).parent),
         listing=DEMO_FILES,
+        batch=BATCH,
     script:
         "../scripts/ingest.py"

@@ -32,6 +32,7 @@ rule gt_labels:
     params:
         labels=config["labels"],
         images_without_gt=images_without_gt(),
+        gt_tables=gt_feature_tables(),
         gt_channels=(config.get("gt") or {}).get("channels", []),
     script:
         "../scripts/gt_labels.py"

@@ -11,9 +11,7 @@ rule predict_features:
     """A classical (scikit-learn) model on the feature rows of one plate's images, in batches."""
     input:
         unpack(_pred_model_files),
-        features=lambda wc: per_image(
-            f"{RESULTS}/{{plate}}/features/{{image}}.parquet", table=_pred_plate_images(wc)
-        ),
+        features=_pred_feature_dirs,
         cells=_pred_cells,
         images=f"{RESULTS}/images.tsv",
         qc=f"{RESULTS}/{{plate}}/qc.parquet",
@@ -31,6 +29,8 @@ rule predict_features:
         runtime=lambda wc, attempt: 60 * attempt,
     params:
         **_PRED_PARAMS,
+        feature_tables=_pred_feature_tables,
+        cell_masks=_pred_cell_masks,
     script:
         "../scripts/predict_features.py"
 
@@ -39,7 +39,7 @@ rule predict_crops:
     """A deep (torch) model on the crops of one plate's images, in batches."""
     input:
         unpack(_pred_model_files),
-        unpack(_pred_crop_files),
+        crops=_pred_crop_dirs,
         cells=_pred_cells,
         images=f"{RESULTS}/images.tsv",
         qc=f"{RESULTS}/{{plate}}/qc.parquet",
@@ -57,6 +57,9 @@ rule predict_crops:
         runtime=lambda wc, attempt: 120 * attempt,
     params:
         **_PRED_PARAMS,
+        crop_files=_pred_crop_files("npz"),
+        index_files=_pred_crop_files("index.parquet"),
+        cell_masks=_pred_cell_masks,
     script:
         "../scripts/predict_crops.py"
 

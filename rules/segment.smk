@@ -171,44 +171,41 @@ if SEG_TRAIN["stardist"]["enabled"]:
 
 
 # ---- segmentation -----------------------------------------------------------------------------
-_SEG_MASK = f"{RESULTS}/{{plate}}/masks/{{target}}/{{image}}.tif"
-
+# Inputs name the plate's content check, not the raw files (their paths are params): the check is
+# rewritten whenever a raw file changes, and ~36 declared files per job were most of the plan's
+# cost (docs/ARCHITECTURE.md, "Batched jobs").
 if SEG["nuclei"]["method"] != "none":
-    for _L in BATCH_LAYOUTS:
 
-        rule:
-            """Nucleus label masks of a batch of fields (StarDist, Cellpose or Otsu + watershed);
-            the model is loaded once per job."""
-            name:
-                _L.rule_name("segment_nuclei")
-            input:
-                images=batch_files(_L, raw_files_of),
-                validated=validated,
-                illumination=illumination_files,
-                model=_seg_model_input("nuclei"),
-            output:
-                masks=_L.outputs(_SEG_MASK, target="nuclei"),
-                failed=batch_failed(_L, "segment_nuclei"),
-            log:
-                batch_log(_L.rule_name("segment_nuclei")),
-            wildcard_constraints:
-                **_L.constraints(),
-            conda:
-                _seg_env("nuclei")
-            threads: SEG["threads"]
-            resources:
-                **_seg_resources("nuclei", _L),
-            params:
-                images=batch_images(_L),
-                seg=_seg_subset(*SEG_SPEC_KEYS),
-                model=lambda wildcards: (
-                    _seg_model_spec("nuclei") if SEG["nuclei"]["method"] != "threshold" else None
-                ),
-                channels=config["images"]["channels"],
-                project_z=config["images"].get("project_z", "max"),
-                on_image_error=ON_IMAGE_ERROR,
-            script:
-                "../scripts/segment_nuclei.py"
+    rule segment_nuclei:
+        """Nucleus label masks of a batch of fields (StarDist, Cellpose or Otsu + watershed);
+        the model is loaded once per job."""
+        input:
+            validated=VALIDATED,
+            illumination=ILLUM_LIST,
+            model=_seg_model_input("nuclei"),
+        output:
+            masks=batch_output(
+                SEG_MASK_DIR.format(plate="{plate}", batch="{batch}", target="nuclei")
+            ),
+            failed=batch_failed(BATCHES, "segment_nuclei"),
+        log:
+            batch_log("segment_nuclei"),
+        conda:
+            _seg_env("nuclei")
+        threads: SEG["threads"]
+        resources:
+            **_seg_resources("nuclei", BATCHES),
+        params:
+            fields=batch_params(BATCHES, raw=raw_files_of),
+            seg=_seg_subset(*SEG_SPEC_KEYS),
+            model=lambda wildcards: (
+                _seg_model_spec("nuclei") if SEG["nuclei"]["method"] != "threshold" else None
+            ),
+            channels=config["images"]["channels"],
+            project_z=config["images"].get("project_z", "max"),
+            on_image_error=ON_IMAGE_ERROR,
+        script:
+            "../scripts/segment_nuclei.py"
 
 
 if SEG["cells"]["method"] != "none":
@@ -221,42 +218,45 @@ if SEG["cells"]["method"] != "none":
             "masks: set segmentation.nuclei.method (or cells.nuclear_channel: null)"
         )
 
-    for _L in BATCH_LAYOUTS:
-
-        rule:
-            """Whole-cell label masks of a batch of fields (Cellpose, or a watershed seeded by the
-            nuclei); the model is loaded once per job."""
-            name:
-                _L.rule_name("segment_cells")
-            input:
-                images=batch_files(_L, raw_files_of),
-                validated=validated,
-                illumination=illumination_files,
-                model=_seg_model_input("cells"),
-                nuclei=batch_files(_L, seg_mask_of, "nuclei") if _SEG_CELLS_SEEDS else [],
-            output:
-                masks=_L.outputs(_SEG_MASK, target="cells"),
-                failed=batch_failed(_L, "segment_cells"),
-            log:
-                batch_log(_L.rule_name("segment_cells")),
-            wildcard_constraints:
-                **_L.constraints(),
-            conda:
-                _seg_env("cells")
-            threads: SEG["threads"]
-            resources:
-                **_seg_resources("cells", _L),
-            params:
-                images=batch_images(_L),
-                seg=_seg_subset(*SEG_SPEC_KEYS),
-                model=lambda wildcards: (
-                    _seg_model_spec("cells") if SEG["cells"]["method"] != "threshold" else None
-                ),
-                channels=config["images"]["channels"],
-                project_z=config["images"].get("project_z", "max"),
-                on_image_error=ON_IMAGE_ERROR,
-            script:
-                "../scripts/segment_cells.py"
+    rule segment_cells:
+        """Whole-cell label masks of a batch of fields (Cellpose, or a watershed seeded by the
+        nuclei); the model is loaded once per job."""
+        input:
+            validated=VALIDATED,
+            illumination=ILLUM_LIST,
+            model=_seg_model_input("cells"),
+            nuclei=(
+                SEG_MASK_DIR.format(plate="{plate}", batch="{batch}", target="nuclei")
+                if _SEG_CELLS_SEEDS
+                else []
+            ),
+        output:
+            masks=batch_output(
+                SEG_MASK_DIR.format(plate="{plate}", batch="{batch}", target="cells")
+            ),
+            failed=batch_failed(BATCHES, "segment_cells"),
+        log:
+            batch_log("segment_cells"),
+        conda:
+            _seg_env("cells")
+        threads: SEG["threads"]
+        resources:
+            **_seg_resources("cells", BATCHES),
+        params:
+            fields=batch_params(
+                BATCHES,
+                raw=raw_files_of,
+                nuclei=(lambda p, i: seg_mask_of(p, i, "nuclei")) if _SEG_CELLS_SEEDS else None,
+            ),
+            seg=_seg_subset(*SEG_SPEC_KEYS),
+            model=lambda wildcards: (
+                _seg_model_spec("cells") if SEG["cells"]["method"] != "threshold" else None
+            ),
+            channels=config["images"]["channels"],
+            project_z=config["images"].get("project_z", "max"),
+            on_image_error=ON_IMAGE_ERROR,
+        script:
+            "../scripts/segment_cells.py"
 
 
 if SEG_TARGETS:
@@ -264,11 +264,7 @@ if SEG_TARGETS:
     rule count_objects:
         """Cells / nuclei per image and their sizes (results/segmentation/counts.tsv)."""
         input:
-            masks=[
-                m
-                for t in SEG_TARGETS
-                for m in per_image(f"{RESULTS}/{{plate}}/masks/{t}/{{image}}.tif")
-            ],
+            masks=[d for t in SEG_TARGETS for d in BATCHES.paths(SEG_MASK_DIR, target=t)],
         output:
             report(
                 f"{RESULTS}/segmentation/counts.tsv",
@@ -287,7 +283,7 @@ if SEG_TARGETS:
         params:
             table=IMAGES[["plate", "image", "well", "field"]].to_dict("records"),
             targets=SEG_TARGETS,
-            results=lambda wildcards, output: str(Path(output[0]).parents[1]),
+            masks={t: image_files(SEG_MASK, target=t) for t in SEG_TARGETS},
             warn_share=SEG["empty_field"]["warn_share"],
         script:
             "../scripts/count_objects.py"
@@ -311,60 +307,42 @@ if SEG_EVAL["enabled"] and SEG_TARGETS:
 
     if SEG_BASELINE:
 
-        _SEG_BASE = f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.{{target}}.tif"
+        # one directory per job, the batch ids of the whole plan (hcsflow.batches)
+        _SEG_BASE_DIR = f"{RESULTS}/segmentation/baseline/{{plate}}/{{batch}}"
+        _SEG_BASE = f"{RESULTS}/segmentation/baseline/{{plate}}/{{batch}}/{{image}}.{{target}}.tif"
+        _SEG_BASE_BATCHES = BATCHES.restrict(SEG_EVAL_IMAGES)
 
-        for _L in hcs_batches.batch_layouts(SEG_EVAL_IMAGES, BATCH["size"], BATCH["by"]):
-
-            rule:
-                """The classical method on a batch of evaluated images, for comparison (both
-                targets)."""
-                name:
-                    _L.rule_name("segment_baseline")
-                input:
-                    images=batch_files(_L, raw_files_of),
-                    validated=validated,
-                    illumination=illumination_files,
-                output:
-                    cells=_L.outputs(_SEG_BASE, target="cells"),
-                    nuclei=_L.outputs(_SEG_BASE, target="nuclei"),
-                log:
-                    batch_log(_L.rule_name("segment_baseline")),
-                wildcard_constraints:
-                    **_L.constraints(),
-                conda:
-                    "../envs/cellpose.yaml"
-                threads: 1
-                resources:
-                    mem_mb=2000,
-                    runtime=batch_runtime(_L, 1),
-                params:
-                    images=batch_images(_L),
-                    seg=_seg_subset("empty_field", "threshold", "cells", "nuclei"),
-                    channels=config["images"]["channels"],
-                    project_z=config["images"].get("project_z", "max"),
-                script:
-                    "../scripts/segment_baseline.py"
+        rule segment_baseline:
+            """The classical method on a batch of evaluated images, for comparison (both
+            targets)."""
+            input:
+                validated=VALIDATED,
+                illumination=ILLUM_LIST,
+            output:
+                masks=batch_output(_SEG_BASE_DIR),
+            log:
+                batch_log("segment_baseline"),
+            conda:
+                "../envs/cellpose.yaml"
+            threads: 1
+            resources:
+                mem_mb=2000,
+                runtime=batch_runtime(_SEG_BASE_BATCHES, 1),
+            params:
+                fields=batch_params(_SEG_BASE_BATCHES, raw=raw_files_of),
+                seg=_seg_subset("empty_field", "threshold", "cells", "nuclei"),
+                channels=config["images"]["channels"],
+                project_z=config["images"].get("project_z", "max"),
+            script:
+                "../scripts/segment_baseline.py"
 
     rule evaluate_segmentation:
         """Pixel and instance metrics against true masks, per image and summarised; overlays."""
         input:
             pred=[
-                m
-                for t in SEG_TARGETS
-                for m in per_image(f"{RESULTS}/{{plate}}/masks/{t}/{{image}}.tif", SEG_EVAL_IMAGES)
+                d for t in SEG_TARGETS for d in image_dirs(SEG_MASK_DIR, SEG_EVAL_IMAGES, target=t)
             ],
-            baseline=(
-                [
-                    b
-                    for t in SEG_TARGETS
-                    for b in per_image(
-                        f"{RESULTS}/segmentation/baseline/{{plate}}/{{image}}.{t}.tif",
-                        SEG_EVAL_IMAGES,
-                    )
-                ]
-                if SEG_BASELINE
-                else []
-            ),
+            baseline=image_dirs(_SEG_BASE_DIR, SEG_EVAL_IMAGES) if SEG_BASELINE else [],
             # only the evaluated targets' true masks (nuclei-only runs need no true cell masks)
             truth=sorted(set(f for t in SEG_TARGETS for f in _seg_truth_files(SEG_EVAL_IMAGES, t))),
             images=[f for files in SEG_EVAL_IMAGES["raw_files"] for f in files],
@@ -396,6 +374,12 @@ if SEG_EVAL["enabled"] and SEG_TARGETS:
             table=SEG_EVAL_IMAGES.to_dict("records"),
             seg=_seg_subset("cells", "nuclei", "evaluate", train_masks=True),
             targets=SEG_TARGETS,
+            pred={t: image_files(SEG_MASK, SEG_EVAL_IMAGES, target=t) for t in SEG_TARGETS},
+            baseline=(
+                {t: image_files(_SEG_BASE, SEG_EVAL_IMAGES, target=t) for t in SEG_TARGETS}
+                if SEG_BASELINE
+                else {}
+            ),
             project_z=config["images"].get("project_z", "max"),
         script:
             "../scripts/evaluate_segmentation.py"

@@ -1,9 +1,10 @@
-"""Rule align_gt[_N]: shift the GT stain images of a batch onto their CP images and filter the
-masks (outputs in the order of ``snakemake.params.images``)."""
+"""Rule align_gt: shift the GT stain images of a batch onto their CP images and filter the
+masks; per image ``{output.aligned}/{image}.{gt.tif,cells.tif,nuclei.tif,shift.parquet,
+gt_features.parquet,qc.png}``."""
 
 import numpy as np
 
-from hcsflow.batches import optional_per_image, split_per_image
+from hcsflow.batches import batch_fields
 from hcsflow.cells.align import (
     align_gt_to_cp,
     alignment_table,
@@ -23,17 +24,24 @@ from hcsflow.failures import (
 )
 from hcsflow.ingest.table import read_image_table
 from hcsflow.io import read_image, save_figure, write_labels, write_table, write_tiff
-from hcsflow.runner import rule_logging
+from hcsflow.runner import job_files, rule_logging
 
 with rule_logging(snakemake) as log:
     inp, out, par = snakemake.input, snakemake.output, snakemake.params
-    names = list(par.images)
-    n = len(names)
-    cp_files = split_per_image(inp.cp, n, "input.cp")
-    gt_files = split_per_image(inp.gt, n, "input.gt")
+    names, cp_files, cell_files, nucleus_files = batch_fields(par.fields)
+    gt_files = list(par.fields["gt"])
     # a run may have only cell or only nucleus masks (hcsflow.checks); both outputs are written
-    cell_files = optional_per_image(inp, "cells", n)
-    nucleus_files = optional_per_image(inp, "nuclei", n)
+    written = {
+        kind: job_files(out.aligned, names, f".{kind}")
+        for kind in (
+            "gt.tif",
+            "cells.tif",
+            "nuclei.tif",
+            "shift.parquet",
+            "gt_features.parquet",
+            "qc.png",
+        )
+    }
     image_table = read_image_table(inp.images)
     cfg = par.alignment
     cp_idx = channel_indices(par.channels, cfg["cp_channels"], "alignment.cp_channels") or [0]
@@ -93,12 +101,12 @@ with rule_logging(snakemake) as log:
             title=f"{meta['Metadata_Plate']} {meta['Metadata_Image']}",
         )
         # Everything of this image is computed before its first write; each write is atomic.
-        write_tiff(out.gt[i], result.gt_aligned, axes="CYX")
-        write_labels(out.cells[i], result.cells, metadata=mask_metadata)
-        write_labels(out.nuclei[i], result.nuclei, metadata=mask_metadata)
-        write_table(table, out.table[i])
-        write_table(gt_feats, out.gt_features[i])
-        save_figure(fig, out.qc[i])
+        write_tiff(written["gt.tif"][i], result.gt_aligned, axes="CYX")
+        write_labels(written["cells.tif"][i], result.cells, metadata=mask_metadata)
+        write_labels(written["nuclei.tif"][i], result.nuclei, metadata=mask_metadata)
+        write_table(table, written["shift.parquet"][i])
+        write_table(gt_feats, written["gt_features.parquet"][i])
+        save_figure(fig, written["qc.png"][i])
         return (
             f"shift (dy, dx) = {result.shift}, peak {result.peak:.3f}, ncc {result.ncc:.3f}; "
             f"cells: {counts}; pairing: {result.pairing}"

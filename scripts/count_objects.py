@@ -1,20 +1,19 @@
 """Rule count_objects: cells / nuclei per image and their sizes (one row per image), each mask's
 empty-field check, and a loud warning per plate where many fields are empty or have no objects.
 
-``input.masks`` is target-major (every image's mask of params.targets[0], then of the next), in
-the order of ``params.table``."""
+``params.masks``: per target, every image's mask in the order of ``params.table`` (the inputs are
+the segmentation jobs' directories)."""
 
 import pandas as pd
 
 from hcsflow import io
-from hcsflow.batches import split_per_image
 from hcsflow.runner import rule_logging
 from hcsflow.segment import evaluate as segeval
 
 with rule_logging(snakemake) as log:
     table = pd.DataFrame(snakemake.params.table)
     targets = list(snakemake.params.targets)
-    per_target = split_per_image(snakemake.input.masks, len(targets), "input.masks")
+    per_target = [snakemake.params.masks[t] for t in targets]
     rows = []
     for i, r in enumerate(table.itertuples(index=False)):
         row = {"plate": r.plate, "image": r.image, "well": r.well, "field": r.field}

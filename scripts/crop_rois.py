@@ -1,24 +1,24 @@
-"""Rule crop_rois[_N]: crop every cell of a batch of images into one array file plus an index table
-per image and configured crop type. Output lists are type-major: ``out.crops[t * n + i]`` is crop
-type ``params.crop_types[t]`` of image ``params.images[i]``."""
+"""Rule crop_rois: crop every cell of a batch of images into one array file plus an index table
+per image and configured crop type: ``{output[crop_type]}/{image}.npz`` and ``.index.parquet``."""
 
 from hcsflow.batches import batch_fields
 from hcsflow.cells.align import read_field
 from hcsflow.cells.crops import crop_rois, save_crops
 from hcsflow.cells.features import image_metadata
 from hcsflow.failures import BatchFailures, empty_field, for_each_image, read_upstream
-from hcsflow.illumination import load_correction
+from hcsflow.illumination import listed_functions, load_correction
 from hcsflow.ingest.table import read_image_table
 from hcsflow.ingest.validate import plate_pixel_types
 from hcsflow.io import write_table
-from hcsflow.runner import rule_logging
+from hcsflow.runner import job_files, rule_logging
 
 with rule_logging(snakemake) as log:
     inp, out, par = snakemake.input, snakemake.output, snakemake.params
-    names, image_files, cells_files, nuclei_files = batch_fields(inp, par.images)
-    n = len(names)
+    names, image_files, cells_files, nuclei_files = batch_fields(par.fields)
+    crop_files = {ct: job_files(out[ct], names, ".npz") for ct in par.crop_types}
+    index_files = {ct: job_files(out[ct], names, ".index.parquet") for ct in par.crop_types}
     image_table = read_image_table(inp.images)
-    fix_illumination = load_correction(inp.illumination)
+    fix_illumination = load_correction(listed_functions(inp.illumination))
 
     def pixel_type():
         return plate_pixel_types(image_table, [snakemake.wildcards.plate]).get(
@@ -40,7 +40,7 @@ with rule_logging(snakemake) as log:
     def crop(i, name, image, cells, nuclei, pairing):
         meta = image_metadata(image_table, snakemake.wildcards.plate, name)
         done = []
-        for t, crop_type in enumerate(par.crop_types):
+        for crop_type in par.crop_types:
             settings = dict(par.crops.get(crop_type, {}))
             crops, index, dropped = crop_rois(
                 image, cells, nuclei, crop_type, border=par.crops["border"], **settings
@@ -63,14 +63,14 @@ with rule_logging(snakemake) as log:
             meta_cols = [*meta.keys(), "Metadata_ObjectNumber", "Metadata_CropType"]
             table = table[meta_cols + [c for c in table.columns if c not in meta_cols]]
             save_crops(
-                out.crops[t * n + i],
+                crop_files[crop_type][i],
                 crops,
                 index,
                 dropped,
                 par.channels,
                 compress=par.crops["compress"],
             )
-            write_table(table, out.index[t * n + i])
+            write_table(table, index_files[crop_type][i])
             done.append(f"{crop_type} {len(crops)}")
         return ", ".join(done)
 

@@ -32,7 +32,7 @@ with rule_logging(snakemake) as log:
     raw, units, sample_unit, _ = load_model_inputs(
         cfg,
         units,
-        list(snakemake.input.crops),
+        list(snakemake.params.crop_files),
         images,
         snakemake.params.channels,
         log,

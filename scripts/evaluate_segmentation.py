@@ -17,21 +17,9 @@ with rule_logging(snakemake) as log:
     table = pd.DataFrame(snakemake.params.table)
     targets = list(snakemake.params.targets)
     n = len(table)
-    # input lists are target-major (params.targets), each in the order of params.table
-    pred_files = dict(
-        zip(targets, split_per_image(snakemake.input.pred, len(targets), "input.pred"), strict=True)
-    )
-    baseline_files = (
-        dict(
-            zip(
-                targets,
-                split_per_image(snakemake.input.baseline, len(targets), "input.baseline"),
-                strict=True,
-            )
-        )
-        if snakemake.input.baseline
-        else {}
-    )
+    # per target, the masks in the order of params.table (the inputs are the jobs' directories)
+    pred_files = dict(snakemake.params.pred)
+    baseline_files = dict(snakemake.params.baseline)
     raw_files = split_per_image(snakemake.input.images, n, "input.images")
     ths = list(seg["evaluate"]["iou_thresholds"])
     overlay_dir = Path(snakemake.output.overlays)

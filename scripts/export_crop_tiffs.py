@@ -7,7 +7,7 @@ from hcsflow.cells.crops import crops_to_tiffs, load_crops
 from hcsflow.runner import rule_logging
 
 with rule_logging(snakemake) as log:
-    data = load_crops(snakemake.input.crops)
+    data = load_crops(snakemake.params.crops)
     out_dir = Path(snakemake.output[0])
     # Write into a temporary sibling folder and rename it, so a killed job leaves no half folder.
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")

@@ -1,9 +1,9 @@
-"""Rule export_ome_zarr[_N]: a batch of fields as standalone OME-Zarr images (hcsflow.export):
+"""Rule export_ome_zarr: a batch of fields as standalone OME-Zarr images (hcsflow.export):
 raw channels, the analysis masks (cells coloured by predicted class), the cells' table."""
 
 import pandas as pd
 
-from hcsflow.batches import batch_fields, split_per_image
+from hcsflow.batches import batch_fields
 from hcsflow.cells.align import read_field
 from hcsflow.export.ome_zarr import cell_table, field_path, plate_predictions, write_field
 from hcsflow.failures import read_upstream
@@ -12,9 +12,8 @@ from hcsflow.runner import rule_logging
 
 with rule_logging(snakemake) as log:
     inp, par, wc = snakemake.input, snakemake.params, snakemake.wildcards
-    names, image_files, cells_files, nuclei_files = batch_fields(inp, par.images)
-    n = len(names)
-    feature_files = split_per_image(inp.features, n, "input.features")
+    names, image_files, cells_files, nuclei_files = batch_fields(par.fields)
+    feature_files = list(par.fields["features"])
     tables = {
         key: pd.read_parquet(path)
         for key, path in zip(par.prediction_keys, inp.predictions, strict=True)
@@ -47,7 +46,7 @@ with rule_logging(snakemake) as log:
                 masks["cells"] = cells
             if nuclei_files[i] is not None:
                 masks["nuclei"] = nuclei
-            table = cell_table(pd.read_parquet(feature_files[i][0]), predictions)
+            table = cell_table(pd.read_parquet(feature_files[i]), predictions)
             row, col, field = field_path(name)
             write_field(
                 staging / name,
@@ -55,7 +54,7 @@ with rule_logging(snakemake) as log:
                 masks,
                 table,
                 par.channels,
-                pixel_size_um=par.pixel_sizes[i],
+                pixel_size_um=par.fields["pixel_sizes"][i],
                 color_by=color_by,
                 classes=classes,
             )

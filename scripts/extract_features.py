@@ -1,5 +1,5 @@
-"""Rule extract_features[_N]: per-cell intensity, shape and texture features of a batch of images
-(one table per image, ``output.tables[i]`` for ``params.images[i]``)."""
+"""Rule extract_features: per-cell intensity, shape and texture features of a batch of images
+(one table per image, ``{output.tables}/{image}.parquet``), and the job's image QC table."""
 
 import pandas as pd
 
@@ -7,18 +7,19 @@ from hcsflow.batches import batch_fields
 from hcsflow.cells.align import read_field
 from hcsflow.cells.features import image_features, image_metadata, physical_shape_features
 from hcsflow.failures import BatchFailures, empty_field, for_each_image, read_upstream
-from hcsflow.illumination import load_correction
+from hcsflow.illumination import listed_functions, load_correction
 from hcsflow.ingest.table import pixel_size_of, read_image_table
 from hcsflow.ingest.validate import plate_pixel_types
 from hcsflow.io import write_table
 from hcsflow.qc import image_qc
-from hcsflow.runner import rule_logging
+from hcsflow.runner import job_files, rule_logging
 
 with rule_logging(snakemake) as log:
     inp, out, par = snakemake.input, snakemake.output, snakemake.params
-    names, image_files, cells_files, nuclei_files = batch_fields(inp, par.images)
+    names, image_files, cells_files, nuclei_files = batch_fields(par.fields)
+    table_files = job_files(out.tables, names, ".parquet")
     image_table = read_image_table(inp.images)
-    fix_illumination = load_correction(inp.illumination)
+    fix_illumination = load_correction(listed_functions(inp.illumination))
     qc_rows = []  # one row per image: hcsflow.qc measures (failed images have none)
 
     def qc_keys(name):
@@ -54,7 +55,7 @@ with rule_logging(snakemake) as log:
         # the image's own pixel size (images.pixel_size_um, else the instrument's; images.tsv)
         size = pixel_size_of(image_table, snakemake.wildcards.plate, name)
         table = physical_shape_features(table, size)
-        write_table(table, out.tables[i])
+        write_table(table, table_files[i])
         return table
 
     def one(i, name):

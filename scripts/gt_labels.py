@@ -28,9 +28,10 @@ with rule_logging(snakemake) as log:
         )
     column_of = {m: f"{cfg['compartment']}_{m}_{cfg['measurement']}" for m in markers}
     gt_tables = [
-        pd.read_parquet(p, columns=[*METADATA_COLUMNS, *column_of.values()]) for p in inp.gt
+        pd.read_parquet(p, columns=[*METADATA_COLUMNS, *column_of.values()])
+        for p in snakemake.params.gt_tables
     ]
-    # the plates' merged tables, rows of the images without GT (the others come from inp.gt)
+    # the plates' merged tables, rows of the images without GT (the others come from params.gt_tables)
     no_gt = snakemake.params.images_without_gt
     other_tables = []
     for path in inp.cells:  # one table per plate

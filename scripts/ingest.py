@@ -1,5 +1,6 @@
 """Rule ingest: image table + canonical links. Raw files are only read, never moved or rewritten."""
 
+from hcsflow.batches import BatchPlan
 from hcsflow.ingest.layout import attach_extra_sheets, layout_for_plates
 from hcsflow.ingest.table import (
     SourceSpec,
@@ -41,6 +42,13 @@ with rule_logging(snakemake) as log:
     for col_files, col_links in (("raw_files", "links"), ("gt_files", "gt_links")):
         for files, links in zip(table[col_files], table[col_links], strict=True):
             make_links(files, links)
+    # the batched jobs' directory of each image (results/{plate}/<stage>/{batch}/{image}.*)
+    plan = BatchPlan.from_images(
+        table, snakemake.params.batch["size"], snakemake.params.batch["by"]
+    )
+    table["batch"] = [
+        plan.batch_of[(str(p), str(i))] for p, i in zip(table["plate"], table["image"], strict=True)
+    ]
     if layouts:
         log.info("conditions: %s", table.groupby("condition").size().to_dict())
     write_table(serialise(table), snakemake.output.table)

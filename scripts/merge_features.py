@@ -1,5 +1,6 @@
-"""Rules merge_plate_features / merge_features: concatenate per-image (or per-plate) tables; a
-plate's merge leaves out the images qc.exclude selects (its qc.parquet)."""
+"""Rules merge_plate_features / merge_features: concatenate per-image (``params.tables``; the
+inputs are the jobs' directories) or per-plate tables (the inputs); a plate's merge leaves out the
+images qc.exclude selects (its qc.parquet)."""
 
 import pandas as pd
 
@@ -9,7 +10,8 @@ from hcsflow.qc import excluded_images
 from hcsflow.runner import rule_logging
 
 with rule_logging(snakemake) as log:
-    paths = list(getattr(snakemake.input, "tables", snakemake.input))
+    per_image = getattr(snakemake.params, "tables", None)
+    paths = list(per_image if per_image is not None else snakemake.input)
     tables = [pd.read_parquet(p) for p in paths]
     merged = merge_tables(tables)
     if hasattr(snakemake.input, "qc"):  # one plate: drop the images qc.exclude selects

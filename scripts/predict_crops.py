@@ -62,7 +62,7 @@ with rule_logging(snakemake) as log:
             "cells": lambda p=cells: read_labels(p),
         }
         for im, name, crops, index, cells in zip(
-            par.images, par.names, inp.crops, inp.index, inp.cells, strict=True
+            par.images, par.names, par.crop_files, par.index_files, par.cell_masks, strict=True
         )
     ]
     # images qc.exclude drops (qc.parquet) are not predicted: failed.tsv lists them

@@ -52,7 +52,7 @@ with rule_logging(snakemake) as log:
             "cells": lambda p=cells: read_labels(p),
         }
         for im, name, feat, cells in zip(
-            par.images, par.names, inp.features, inp.cells, strict=True
+            par.images, par.names, par.feature_tables, par.cell_masks, strict=True
         )
     ]
     # images qc.exclude drops (qc.parquet) are not predicted: failed.tsv lists them

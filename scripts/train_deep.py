@@ -27,7 +27,7 @@ with rule_logging(snakemake) as log:
     raw, units, sample_unit, channels = load_model_inputs(
         cfg,
         units,
-        list(snakemake.input.crops),
+        list(snakemake.params.crop_files),
         images,
         snakemake.params.channels,
         log,

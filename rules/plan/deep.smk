@@ -44,8 +44,8 @@ def deep_inputs(wildcards):
     inp = {"units": f"{CLASSIFY_DIR}/units.parquet", "images": f"{RESULTS}/images.tsv"}
     if cfg.get("input", "nucleocentric") != "field":
         ct = cfg.get("input", "nucleocentric")
-        inp["crops"] = per_image(f"{RESULTS}/{{plate}}/crops/{ct}/{{image}}.npz")
-        inp["index"] = per_image(f"{RESULTS}/{{plate}}/crops/{ct}/{{image}}.index.parquet")
+        # the crop jobs' directories; the per-image files are params (deep_crop_files)
+        inp["crops"] = image_dirs(CROPS_DIR, crop_type=ct)
     else:
         inp["crops"] = []
         inp["raw"] = sorted({f for files in IMAGES["raw_files"] for f in files})
@@ -55,6 +55,13 @@ def deep_inputs(wildcards):
     if cfg.get("pretrained"):
         inp["pretrained"] = cfg["pretrained"]
     return inp
+
+
+def deep_crop_files(wildcards):
+    """params: every image's crop file of the model's crop type (none for whole fields)."""
+    cfg = DEEP_MODELS[hcs_repeats.parse_run(wildcards.model)[0]]
+    ct = cfg.get("input", "nucleocentric")
+    return [] if ct == "field" else image_files(CROPS, crop_type=ct, ext="npz")
 
 
 def deep_model_settings(wildcards):

@@ -20,38 +20,21 @@ except _ExportError as exc:
     raise WorkflowError(str(exc)) from None
 
 # one standalone image per field, per batch job (temporary: the plate links them into wells)
-_EXPORT_STAGING = f"{RESULTS}/{{{{plate}}}}/export/{{rule}}/{{{{batch}}}}.zarr"
-EXPORT_RULES = {}  # rule name -> layout, filled as the batched rules are defined
-
-
-def export_staging(layout):
-    """Output: the staging directory of a job of ``layout``'s export rule."""
-    name = layout.rule_name("export_ome_zarr")
-    EXPORT_RULES[name] = layout
-    return directory(temp(_EXPORT_STAGING.format(rule=name)))
+EXPORT_STAGING = f"{RESULTS}/{{plate}}/export/{{batch}}.zarr"
 
 
 def export_plate_inputs(wildcards):
     """Every staging directory of ``{plate}``'s export jobs."""
-    return [
-        path
-        for name, layout in sorted(EXPORT_RULES.items())
-        for path in layout.batch_paths(_EXPORT_STAGING.format(rule=name), wildcards.plate)
-    ]
+    return BATCHES.paths(EXPORT_STAGING, wildcards.plate)
 
 
-def export_pixel_sizes(layout):
-    """params function: the member images' pixel sizes (µm; None where unknown)."""
-    sizes = dict(zip(zip(IMAGES["plate"], IMAGES["image"]), IMAGES.get("pixel_size_um", [])))
+_PIXEL_SIZES = dict(zip(zip(IMAGES["plate"], IMAGES["image"]), IMAGES.get("pixel_size_um", [])))
 
-    def params(wildcards):
-        out = []
-        for image in layout.members(wildcards.batch):
-            size = sizes.get((wildcards.plate, image))
-            out.append(None if size is None or size != size else float(size))
-        return out
 
-    return params
+def export_pixel_size_of(plate, image):
+    """One image's pixel size (µm; None where unknown)."""
+    size = _PIXEL_SIZES.get((plate, image))
+    return None if size is None or size != size else float(size)
 
 
 def export_targets():

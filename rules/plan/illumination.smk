@@ -25,6 +25,11 @@ def illumination_of(plate):
     return [f"{RESULTS}/{plate}/illumination/{c}.tif" for c in ILLUM_CHANNELS]
 
 
+# The one illumination input of a batched job (a relay listing the plate's function files; rule
+# illumination_functions): [] without correction.
+ILLUM_LIST = [f"{RESULTS}/{{plate}}/illumination/functions.tsv"] if ILLUM_ON else []
+
+
 def illumination_sample(wildcards):
     """The sampled fields of ``{plate}`` (hcsflow.illumination.sample_images): ``{image: files}``,
     the file(s) holding ``{channel}`` (its own file when the images have one per channel)."""

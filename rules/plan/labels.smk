@@ -13,9 +13,15 @@ def label_inputs(wildcards):
     of inputs cost the plan seconds)."""
     gt = images_with_gt()
     return {
-        "gt": per_image(f"{RESULTS}/{{plate}}/aligned/{{image}}.gt_features.parquet", table=gt),
+        # the alignment jobs' directories; the per-image tables are params (gt_feature_tables)
+        "gt": image_dirs(ALIGNED_DIR, table=gt),
         "cells": [f"{RESULTS}/{p}/features.parquet" for p in images_without_gt()],
     }
+
+
+def gt_feature_tables():
+    """Every image with GT: its GT intensity table (written by align_gt)."""
+    return image_files(ALIGNED, table=images_with_gt(), kind="gt_features.parquet")
 
 
 def labels_targets():

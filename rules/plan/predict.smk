@@ -81,22 +81,41 @@ def _pred_plate_images(wildcards):
 
 def _pred_cells(wildcards):
     """Every segmented cell: the unaligned masks (GT alignment drops cells for training, but a
-    prediction covers every cell the segmentation found)."""
-    return [
-        raw_masks(SimpleNamespace(plate=p, image=i))["cells"]
-        for p, i in zip(
-            _pred_plate_images(wildcards)["plate"], _pred_plate_images(wildcards)["image"]
-        )
-    ]
-
-
-def _pred_crop_files(wildcards):
-    ct = _pred_crop_type(_PRED_MODELS[wildcards.model], config)
+    prediction covers every cell the segmentation found). Inputs: the jobs' directories."""
     table = _pred_plate_images(wildcards)
-    return {
-        "crops": per_image(f"{RESULTS}/{{plate}}/crops/{ct}/{{image}}.npz", table=table),
-        "index": per_image(f"{RESULTS}/{{plate}}/crops/{ct}/{{image}}.index.parquet", table=table),
-    }
+    return list(
+        dict.fromkeys(raw_mask_input(p, i, "cells") for p, i in zip(table["plate"], table["image"]))
+    )
+
+
+def _pred_cell_masks(wildcards):
+    """params: every image's unaligned cell mask, in the order of params.images."""
+    table = _pred_plate_images(wildcards)
+    return [raw_mask_of(p, i, "cells") for p, i in zip(table["plate"], table["image"])]
+
+
+def _pred_feature_dirs(wildcards):
+    return image_dirs(FEATURES_DIR, table=_pred_plate_images(wildcards))
+
+
+def _pred_feature_tables(wildcards):
+    """params: every image's feature table, in the order of params.images."""
+    return image_files(FEATURES, table=_pred_plate_images(wildcards))
+
+
+def _pred_crop_dirs(wildcards):
+    ct = _pred_crop_type(_PRED_MODELS[wildcards.model], config)
+    return image_dirs(CROPS_DIR, table=_pred_plate_images(wildcards), crop_type=ct)
+
+
+def _pred_crop_files(ext):
+    """params function: every image's crop array (``npz``) or index table (``index.parquet``)."""
+
+    def params(wildcards):
+        ct = _pred_crop_type(_PRED_MODELS[wildcards.model], config)
+        return image_files(CROPS, table=_pred_plate_images(wildcards), crop_type=ct, ext=ext)
+
+    return params
 
 
 # Boxed overlays go into the HTML report for small runs only (a screen has thousands of fields).

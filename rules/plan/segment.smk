@@ -67,14 +67,14 @@ def _seg_env(target):
     )
 
 
-def _seg_resources(target, layout):
+def _seg_resources(target, plan):
     deep = SEG[target]["method"] in ("cellpose", "stardist")
     base_mb = 6000 if deep else 2000
     # memory grows with each retry (profiles/slurm: retries), e.g. for unusually large fields;
     # a batch holds one image at a time, its runtime grows with its size (minutes)
     res = {
         "mem_mb": lambda wc, attempt: base_mb * attempt,
-        "runtime": batch_runtime(layout, 2),
+        "runtime": batch_runtime(plan, 2),
     }
     if SEG[target]["method"] == "cellpose" and SEG["gpu"]:
         res["gpu"] = 1
@@ -92,17 +92,24 @@ def _cp_start_input():
 SEG_TARGETS = [t for t in ("cells", "nuclei") if SEG[t]["method"] != "none"]
 
 
+# One directory per segmentation job (hcsflow.batches): results/{plate}/masks/{target}/{batch}/{image}.tif
+SEG_MASK_DIR = f"{RESULTS}/{{plate}}/masks/{{target}}/{{batch}}"
+SEG_MASK = f"{RESULTS}/{{plate}}/masks/{{target}}/{{batch}}/{{image}}.tif"
+
+
 def seg_mask_of(plate, image, target):
     """The segmentation rules' mask of one image (``target``: cells / nuclei)."""
-    return f"{RESULTS}/{plate}/masks/{target}/{image}.tif"
+    return BATCHES.image_path(SEG_MASK, plate, image, target=target)
+
+
+def seg_mask_dir_of(plate, image, target):
+    """The directory (segmentation job output) holding that mask: what a reader declares."""
+    return BATCHES.image_path(SEG_MASK_DIR, plate, image, target=target)
 
 
 def segment_targets():
-    """The masks of every image (one per job), the object counts, the evaluation tables."""
+    """The object counts (they read every segmentation job's masks) and the evaluation tables."""
     out = []
-    for target in SEG_TARGETS:
-        for layout in BATCH_LAYOUTS:
-            out.extend(layout.job_targets(seg_mask_of("{plate}", "{image}", target)))
     if SEG_TARGETS:
         out.append(f"{RESULTS}/segmentation/counts.tsv")
         if SEG_EVAL["enabled"]:

@@ -1,97 +1,37 @@
-"""Batch plans: which images one batched job (segmentation, alignment, crops, features) handles.
+"""Batch plans: which images one batched job (segmentation, alignment, crops, features, export)
+handles, and where each image's files of a batched stage live.
 
-Snakemake output lists cannot depend on wildcards, so a batched rule enumerates its outputs from
-a fixed list of *suffixes* and one wildcard, ``{batch}``, the image-id prefix they share: with
-``by='well'`` the batch ``B-03`` and suffixes ``-01, -02`` stand for the images ``B-03-01`` and
-``B-03-02`` (image ids are ``{row}-{col:02d}-{field:02d}``, see hcsflow.ingest.table.image_id). Batches
-with the same suffixes share one :class:`Layout`, i.e. one rule; a regular plate (every well has
-the same fields) has one layout per stage, so one rule and ``n_wells`` jobs. Irregular plates (a
-missing field) or ``size`` smaller than a well add layouts (``segment_cells_2`` ...).
+A batched stage runs one job per batch and writes one **directory per job** (its only declared
+output besides small per-job tables): ``results/{plate}/masks/cells/{batch}/`` holds
+``{image}.tif`` for each member image. Snakemake then tracks one file per job instead of one per
+image and stage (docs/ARCHITECTURE.md, "Batched jobs"), and a rule needs no list of per-image
+outputs, so each stage is one rule whatever the batches look like.
 
-The plan is a plain function of the image table (tested in tests/unit/test_batches.py); the rule
-files only turn layouts into rules (docs/ARCHITECTURE.md, "Batched jobs").
+A batch id is the image-id prefix its images share (``by='well'``: ``B-03``, the fields of well
+B-03; ``by='row'``: ``B``), with ``_1``, ``_2`` ... appended when ``size`` cuts the group into
+chunks (``B-03_1`` = the first ``size`` fields of B-03). Image ids are ``{row}-{col:02d}-{field:02d}``
+(hcsflow.ingest.table.image_id). A stage that handles only some images (GT alignment, the
+segmentation baseline) keeps the batch ids of the whole plan, so an image's files sit under the
+same ``{batch}`` in every stage (``results/images.tsv`` has the column ``batch``).
+
+The plan is a plain function of the image table (tested in tests/unit/test_batches.py).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 IMAGE_ID = re.compile(r"^(?P<row>[A-Z]{1,2})-(?P<col>\d{2})-(?P<field>\d{2})$")
 BY = ("well", "row")
-# Any batch id (image-id prefix) of a grouping.
-BATCH_ID = {"well": r"[A-Z]{1,2}-\d{2}", "row": r"[A-Z]{1,2}"}
-# Layouts beyond this many get no profile entry (profiles/slurm generates names _2 .. _MAX).
-MAX_LAYOUTS = 32
+# Any batch id of a grouping (the wildcard constraint of {batch}).
+BATCH_ID = {"well": r"[A-Z]{1,2}-\d{2}(?:_\d+)?", "row": r"[A-Z]{1,2}(?:_\d+)?"}
 
 
 class BatchPlanError(ValueError):
     """The images cannot be batched as configured; the message names the key and the fix."""
-
-
-@dataclass(frozen=True)
-class Layout:
-    """One batched rule: the member suffixes and the (plate, batch) pairs that use them."""
-
-    index: int
-    suffixes: tuple[str, ...]
-    plates: tuple[str, ...]
-    batches: tuple[str, ...]
-    pairs: frozenset = frozenset()
-    # Only layouts that share a suffix with another layout need their plates and batches spelled
-    # out in the wildcard constraints; the others match any batch id (a shorter regex, which
-    # Snakemake tries against every file it looks up: 384 alternatives cost seconds per plate).
-    restrict: bool = True
-    by: str = "well"
-
-    def rule_name(self, base: str) -> str:
-        """``base`` for the first (most common) layout, ``base_2``, ``base_3`` ... after it."""
-        return base if self.index == 0 else f"{base}_{self.index + 1}"
-
-    def members(self, batch: str) -> list[str]:
-        """Image ids of batch ``batch`` (in suffix order: the order of the rule's outputs)."""
-        return [batch + s for s in self.suffixes]
-
-    def outputs(self, pattern: str, **fmt) -> list[str]:
-        """``pattern`` (with ``{plate}``, ``{image}`` and ``fmt`` keys) for each member, as
-        Snakemake output patterns with the wildcards ``{plate}`` and ``{batch}``."""
-        return [pattern.format(plate="{plate}", image="{batch}" + s, **fmt) for s in self.suffixes]
-
-    def constraints(self) -> dict[str, str]:
-        """Wildcard constraints: this layout's plates and batches where another layout has a
-        suffix in common (no rule ambiguity), else any plate and any batch id."""
-        if not self.restrict:
-            return {"plate": r"[^/]+", "batch": BATCH_ID[self.by]}
-        return {"plate": _alternation(self.plates), "batch": _alternation(self.batches)}
-
-    def job_targets(self, pattern: str, **fmt) -> list[str]:
-        """``pattern`` for the first member of every job of this layout (concrete paths): one
-        requested file per job is enough to put the job, and so all its outputs, in the plan
-        (Snakemake reruns a job when any of its outputs is missing). Requesting every image's
-        file from `rule all` cost ~35,000 extra file look-ups for a 384-well plate."""
-        return [
-            pattern.format(plate=p, image=b + self.suffixes[0], **fmt)
-            for p, b in sorted(self.pairs)
-        ]
-
-    def batch_paths(self, pattern: str, plate: str) -> list[str]:
-        """``pattern`` (with ``{plate}`` and ``{batch}``) for every job of this layout on
-        ``plate`` (concrete paths, batch order): a per-job output such as its failure table."""
-        return [pattern.format(plate=p, batch=b) for p, b in sorted(self.pairs) if p == plate]
-
-    def targets(self, pattern: str, **fmt) -> list[str]:
-        """``pattern`` for every image of this layout (concrete paths)."""
-        return [
-            pattern.format(plate=p, image=b + s, **fmt)
-            for p, b in sorted(self.pairs)
-            for s in self.suffixes
-        ]
-
-
-def _alternation(values) -> str:
-    return "|".join(re.escape(v) for v in values)
 
 
 def split_image_id(image: str, by: str) -> tuple[str, str]:
@@ -110,11 +50,12 @@ def split_image_id(image: str, by: str) -> tuple[str, str]:
 
 
 def plan_batches(images: pd.DataFrame, size: int = 0, by: str = "well") -> pd.DataFrame:
-    """One row per image: ``plate, image, batch, suffix, layout`` (layout index).
+    """One row per image: ``plate, image, batch``.
 
     Images are grouped by plate and ``by`` (``well``: the fields of a well; ``row``: every
     image of a plate row), in image-id order, and each group is cut into chunks of at most
-    ``size`` images (``0``: no limit). A batch is then (plate, batch id, suffixes).
+    ``size`` images (``0``: no limit); a group cut into several chunks numbers them
+    (``B-03_1``, ``B-03_2``). Built in plain Python: it runs at every parse (each cluster job).
     """
     if size < 0:
         raise BatchPlanError(f"batch.size must be >= 0 (0: no limit), not {size}")
@@ -122,123 +63,110 @@ def plan_batches(images: pd.DataFrame, size: int = 0, by: str = "well") -> pd.Da
         raise BatchPlanError(
             f"batch.by must be one of {BY}, not {by!r}; fix batch.by in the config"
         )
-    cols = ["plate", "image", "batch", "suffix", "layout"]
-    if images.empty:
-        return pd.DataFrame(columns=cols)
-    rows = []
+    groups: dict[tuple[str, str], list[str]] = {}
     for plate, image in zip(images["plate"], images["image"], strict=True):
-        prefix, suffix = split_image_id(image, by)
-        rows.append((str(plate), str(image), prefix, suffix))
-    df = pd.DataFrame(rows, columns=["plate", "image", "batch", "suffix"]).drop_duplicates(
-        ["plate", "image"]
-    )
-    df = df.sort_values(["plate", "batch", "suffix"]).reset_index(drop=True)
-    df["chunk"] = df.groupby(["plate", "batch"]).cumcount() // size if size else 0
-    # each chunk's suffixes joined, in plain Python (a pandas transform with a Python function
-    # per group cost ~0.4 s per 10 plates at every parse)
-    chunks = list(zip(df["plate"], df["batch"], df["chunk"], strict=True))
-    members: dict = {}
-    for chunk, suffix in zip(chunks, df["suffix"], strict=True):
-        members.setdefault(chunk, []).append(suffix)
-    joined = {chunk: "\t".join(sufs) for chunk, sufs in members.items()}
-    df["key"] = [joined[chunk] for chunk in chunks]
-    df["layout"] = _number_layouts(df, ["key"])
-    if _ambiguous(layouts_of(df, by)):
-        # Two layouts would claim the same file: key layouts by plate too (always unambiguous,
-        # since within one plate a (batch, suffix) belongs to exactly one chunk).
-        df["layout"] = _number_layouts(df, ["plate", "key"])
-    return df[cols]
+        prefix, _ = split_image_id(image, by)
+        members = groups.setdefault((str(plate), prefix), [])
+        if str(image) not in members:
+            members.append(str(image))
+    rows = []
+    for (plate, prefix), members in sorted(groups.items()):
+        members.sort()
+        chunk = size or len(members)
+        n_chunks = -(-len(members) // chunk)
+        for k in range(n_chunks):
+            batch = prefix if n_chunks == 1 else f"{prefix}_{k + 1}"
+            rows.extend((plate, image, batch) for image in members[k * chunk : (k + 1) * chunk])
+    return pd.DataFrame(rows, columns=["plate", "image", "batch"])
 
 
-def _number_layouts(df: pd.DataFrame, key: list[str]) -> pd.Series:
-    """Layout index per row: the layout with most images first (it gets the base rule name)."""
-    sizes = df.groupby(key).size().reset_index(name="n")
-    sizes = sizes.sort_values(["n", *key], ascending=[False] + [True] * len(key))
-    sizes["layout"] = range(len(sizes))
-    merged = df[key].merge(sizes[[*key, "layout"]], on=key, how="left")
-    return merged["layout"].to_numpy()
+@dataclass(frozen=True)
+class BatchPlan:
+    """The jobs of the batched stages: member images per (plate, batch), batch per image."""
 
+    by: str
+    members: dict = field(default_factory=dict)  # (plate, batch) -> tuple of image ids
+    batch_of: dict = field(default_factory=dict)  # (plate, image) -> batch
 
-def layouts_of(plan: pd.DataFrame, by: str = "well") -> list[Layout]:
-    """The layouts of a plan (index order)."""
-    out = []
-    for idx, grp in plan.groupby("layout", sort=True):
-        first = grp[["plate", "batch"]].iloc[0]
-        suffixes = tuple(
-            grp[(grp["plate"] == first["plate"]) & (grp["batch"] == first["batch"])]["suffix"]
+    @classmethod
+    def from_images(cls, images: pd.DataFrame, size: int = 0, by: str = "well") -> BatchPlan:
+        plan = plan_batches(images, size, by)
+        members: dict = {}
+        for plate, image, batch in zip(plan["plate"], plan["image"], plan["batch"], strict=True):
+            members.setdefault((plate, batch), []).append(image)
+        batch_of = dict(
+            zip(zip(plan["plate"], plan["image"], strict=True), plan["batch"], strict=True)
         )
-        pairs = frozenset(zip(grp["plate"], grp["batch"], strict=True))
-        out.append(
-            Layout(
-                index=int(idx),
-                suffixes=suffixes,
-                plates=tuple(sorted({p for p, _ in pairs})),
-                batches=tuple(sorted({b for _, b in pairs})),
-                pairs=pairs,
-                by=by,
-            )
-        )
-    return [
-        replace(lay, restrict=any(set(lay.suffixes) & set(o.suffixes) for o in out if o is not lay))
-        for lay in out
-    ]
+        return cls(by, {k: tuple(v) for k, v in members.items()}, batch_of)
 
+    def restrict(self, images: pd.DataFrame) -> BatchPlan:
+        """The plan of a stage that handles only ``images`` (a subset of the plan's): the same
+        batch ids, each job with its members among ``images``; jobs left empty are dropped."""
+        keep = set(zip(images["plate"].astype(str), images["image"].astype(str), strict=True))
+        members = {
+            key: kept
+            for key, images_ in self.members.items()
+            if (kept := tuple(i for i in images_ if (key[0], i) in keep))
+        }
+        batch_of = {k: b for k, b in self.batch_of.items() if k in keep}
+        return BatchPlan(self.by, members, batch_of)
 
-def _ambiguous(layouts: list[Layout]) -> bool:
-    """Would a file be claimed by two layouts' rules (their constraints admit the same
-    (plate, batch) and their suffixes overlap)?"""
-    for i, a in enumerate(layouts):
-        for b in layouts[i + 1 :]:
-            if not set(a.suffixes) & set(b.suffixes):
-                continue
-            if set(a.plates) & set(b.plates) and set(a.batches) & set(b.batches):
-                return True
-    return False
+    def constraint(self) -> str:
+        """Wildcard constraint of ``{batch}``: any batch id of the grouping. One rule per stage
+        serves every job (its outputs are per-job directories), so no job's rule depends on
+        which images it holds."""
+        return BATCH_ID[self.by]
 
+    def jobs(self, plate: str | None = None) -> list[tuple[str, str]]:
+        """(plate, batch) of every job (of ``plate`` only, if given), sorted."""
+        return sorted(k for k in self.members if plate is None or k[0] == plate)
 
-def batch_layouts(images: pd.DataFrame, size: int = 0, by: str = "well") -> list[Layout]:
-    """:func:`plan_batches` as layouts (what the rule files loop over)."""
-    layouts = layouts_of(plan_batches(images, size, by), by)
-    if len(layouts) > MAX_LAYOUTS:
-        raise BatchPlanError(
-            f"{len(layouts)} different batch layouts (more than {MAX_LAYOUTS}): the plates have "
-            f"very irregular fields; use batch.by: well with batch.size: 0 (one job per well)"
-        )
-    return layouts
+    def paths(self, pattern: str, plate: str | None = None, **fmt) -> list[str]:
+        """``pattern`` (with ``{plate}`` and ``{batch}``) for every job (of ``plate``)."""
+        return [pattern.format(plate=p, batch=b, **fmt) for p, b in self.jobs(plate)]
+
+    def image_path(self, pattern: str, plate: str, image: str, **fmt) -> str:
+        """``pattern`` (with ``{plate}``, ``{batch}``, ``{image}``) for one image."""
+        return pattern.format(plate=plate, batch=self.batch_of[(plate, image)], image=image, **fmt)
+
+    def job_dirs(self, pattern: str, plate: str, images, **fmt) -> list[str]:
+        """The distinct job directories (``pattern`` with ``{plate}``, ``{batch}``) holding
+        ``images`` of ``plate``, in first-seen order: what a job reading those images' files
+        declares as input."""
+        out: dict[str, None] = {}
+        for image in images:
+            out[pattern.format(plate=plate, batch=self.batch_of[(plate, image)], **fmt)] = None
+        return list(out)
 
 
 def split_per_image(paths, n_images: int, what: str) -> list[list[str]]:
-    """Cut a batch job's flat input list into ``n_images`` equal per-image lists (in order)."""
+    """Cut a flat list of files into ``n_images`` equal per-image lists (in order)."""
     paths = [paths] if isinstance(paths, str) else [str(p) for p in paths]
     if n_images <= 0 or len(paths) % n_images:
         raise BatchPlanError(
             f"{what}: {len(paths)} file(s) cannot be split evenly over {n_images} image(s); "
-            f"every image of a batch needs the same number of files"
+            f"every image needs the same number of files"
         )
     k = len(paths) // n_images
     return [paths[i * k : (i + 1) * k] for i in range(n_images)]
 
 
-def optional_per_image(inputs, name: str, n_images: int) -> list:
-    """Per-image single paths of input ``name`` of a batch job, or ``None`` for every image when
-    the rule has no such input (e.g. no cell masks in a nuclei-only run, hcsflow.checks)."""
-    paths = getattr(inputs, name, None)
-    if paths is None:
-        return [None] * n_images
-    if isinstance(paths, str):
-        paths = [paths]
-    return [files[0] for files in split_per_image(paths, n_images, f"input.{name}")]
-
-
-def batch_fields(inputs, images, image_input: str = "image"):
-    """The fields of a batch job that reads raw images and masks (crops, features, export):
-    ``(names, image_files, cells_files, nuclei_files)``, the member image ids (``params.images``)
-    and per image its raw files (input ``image_input``) and its cell and nucleus mask (None for
+def batch_fields(fields: dict):
+    """The fields of a batch job that reads raw images and masks (segmentation, alignment, crops,
+    features, export): ``(names, image_files, cells_files, nuclei_files)`` from its
+    ``params.fields`` (rules/common.smk, batch_params): the member image ids (``images``), per
+    image its raw files (``raw``) and its cell and nucleus mask (``cells`` / ``nuclei``; None for
     every image when the run has no such masks: a nuclei-only or cells-only run,
     hcsflow.checks)."""
-    names = list(images)
+    names = list(fields["images"])
     n = len(names)
-    image_files = split_per_image(getattr(inputs, image_input), n, f"input.{image_input}")
-    cells_files = optional_per_image(inputs, "cells", n)
-    nuclei_files = optional_per_image(inputs, "nuclei", n)
+    image_files = [list(files) for files in fields["raw"]]
+    cells_files = list(fields.get("cells") or [None] * n)
+    nuclei_files = list(fields.get("nuclei") or [None] * n)
+    for what, got in (("raw", image_files), ("cells", cells_files), ("nuclei", nuclei_files)):
+        if len(got) != n:
+            raise BatchPlanError(
+                f"params.fields[{what!r}]: {len(got)} entries for {n} image(s); every image of "
+                f"a batch needs its own"
+            )
     return names, image_files, cells_files, nuclei_files

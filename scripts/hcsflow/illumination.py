@@ -219,6 +219,31 @@ def load_correction(paths):
     return lambda image: correct(image, flats, darks)
 
 
+def function_list(channels, paths):
+    """The table of a plate's function files (``results/{plate}/illumination/functions.tsv``):
+    ``channel``, ``path``, in channel order. Batched jobs depend on this one file (a relay)
+    instead of one file per channel: declared files are what Snakemake's plan costs."""
+    import pandas as pd
+
+    channels, paths = list(channels), [str(p) for p in paths]
+    if len(channels) != len(paths):
+        raise ValueError(f"{len(paths)} function file(s) for {len(channels)} channel(s)")
+    return pd.DataFrame({"channel": channels, "path": paths})
+
+
+def listed_functions(lists) -> list[str]:
+    """The function files named by a job's ``functions.tsv`` input (``lists``: a path, or a list
+    of zero or one path; none: no correction, ``illumination.method: none``)."""
+    import pandas as pd
+
+    lists = [lists] if isinstance(lists, str) else list(lists)
+    if len(lists) > 1:
+        raise ValueError(f"one functions.tsv per job, not {len(lists)}")
+    if not lists:
+        return []
+    return [str(p) for p in pd.read_csv(lists[0], sep="\t")["path"]]
+
+
 def load_plate_corrections(paths) -> dict:
     """``{plate: fix}`` (:func:`load_correction`) from the function files of several plates,
     ``.../{plate}/illumination/{channel}.tif`` in channel order per plate."""

@@ -305,3 +305,23 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
+
+
+def per_image_file(results, plate: str, image: str, stage: str, suffix: str) -> Path:
+    """One image's file of a batched stage: ``{results}/{plate}/{stage}/{batch}/{image}{suffix}``,
+    e.g. ``per_image_file("results", "Plate01", "B-02-01", "masks/cells", ".tif")``. Batched jobs
+    write one directory per batch of images (hcsflow.batches); ``{batch}`` is the image's
+    ``batch`` column in ``results/images.tsv``, read here. Stages: ``masks/cells``,
+    ``masks/nuclei`` (``.tif``), ``aligned`` (``.cells.tif``, ``.nuclei.tif``, ``.gt.tif``,
+    ``.shift.parquet``, ``.gt_features.parquet``, ``.qc.png``), ``features`` (``.parquet``),
+    ``crops/{crop_type}`` (``.npz``, ``.index.parquet``)."""
+    import pandas as pd
+
+    results = Path(results)
+    table = pd.read_csv(
+        results / "images.tsv", sep="\t", usecols=["plate", "image", "batch"], dtype=str
+    )
+    hit = table[(table["plate"] == str(plate)) & (table["image"] == str(image))]
+    if hit.empty:
+        raise KeyError(f"no image {image!r} of plate {plate!r} in {results / 'images.tsv'}")
+    return results / str(plate) / stage / hit["batch"].iloc[0] / f"{image}{suffix}"

@@ -125,3 +125,11 @@ def torch_device(prefer_gpu: bool = True, logger: logging.Logger | None = None):
             os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
         )
     return torch.device("cpu")
+
+
+def job_files(directory, images, suffix: str) -> list[str]:
+    """Per member image of a batched job, its file in the job's output directory
+    (``{directory}/{image}{suffix}``, hcsflow.batches); creates the directory, so a job whose
+    images all fail still leaves its (declared) output."""
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    return [f"{directory}/{image}{suffix}" for image in images]

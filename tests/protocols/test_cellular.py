@@ -15,6 +15,7 @@ import pytest
 import tifffile
 
 from conftest import figure, run_protocol
+from hcsflow.io import per_image_file
 
 pytestmark = [pytest.mark.protocol, pytest.mark.workflow]
 
@@ -45,7 +46,9 @@ def test_cellpose_was_trained_and_segmented_every_image(run):
     assert len(hist) > 0
     images = pd.read_csv(run / "results/images.tsv", sep="\t")
     for im in images.itertuples():
-        mask = tifffile.imread(run / f"results/{im.plate}/masks/cells/{im.image}.tif")
+        mask = tifffile.imread(
+            per_image_file(run / "results", im.plate, im.image, "masks/cells", ".tif")
+        )
         assert mask.max() > 5, im.image  # many cells in every ~50-cell field
     assert not (run / "results/Plate01/masks/nuclei").exists()  # cells only
 

@@ -27,6 +27,7 @@ import tifffile
 from PIL import Image
 
 from conftest import figure, protocol_config, protocol_seed, run_snakemake
+from hcsflow.io import per_image_file
 
 pytestmark = [pytest.mark.protocol, pytest.mark.workflow]
 
@@ -139,7 +140,9 @@ def test_results_csv_has_every_cell_of_every_new_image_with_its_file_name(runs):
     assert set(res["filename"]) == set(images["filename"])
     assert set(res["class_name"]) <= set(CLASSES)
     for im in images.itertuples():
-        mask = tifffile.imread(pred_run / f"results/new/masks/cells/{im.image}.tif")
+        mask = tifffile.imread(
+            per_image_file(pred_run / "results", "new", im.image, "masks/cells", ".tif")
+        )
         got = res[res["filename"] == im.filename].sort_values("cell_id")
         assert (got["image"] == im.image).all()
         ids = sorted(set(np.unique(mask).tolist()) - {0})
@@ -162,7 +165,9 @@ def test_predicted_cells_match_true_cells_and_their_classes(runs):
     truth = truth[truth["plate"] == "new"].set_index(["image", "label"])["cls"]
     matched = right = n_true = 0
     for im in images.itertuples():
-        mask = tifffile.imread(pred_run / f"results/new/masks/cells/{im.image}.tif")
+        mask = tifffile.imread(
+            per_image_file(pred_run / "results", "new", im.image, "masks/cells", ".tif")
+        )
         true = tifffile.imread(pred_run / f"demo_data/truth/new/{im.stem}.cells.tif")
         n_true += len(set(np.unique(true).tolist()) - {0})
         for cell in res[res["filename"] == im.filename].itertuples():

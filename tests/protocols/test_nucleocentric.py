@@ -19,6 +19,7 @@ import pytest
 import tifffile
 
 from conftest import figure, run_protocol
+from hcsflow.io import per_image_file
 
 pytestmark = [pytest.mark.protocol, pytest.mark.workflow]
 
@@ -72,7 +73,9 @@ def test_gt_alignment_recovers_the_true_shifts(run):
     truth = pd.read_csv(run / "demo_data/truth/shifts.tsv", sep="\t")
     errors = []
     for t in truth.itertuples():
-        shifts = pd.read_parquet(run / f"results/{t.plate}/aligned/{t.image}.shift.parquet")
+        shifts = pd.read_parquet(
+            per_image_file(run / "results", t.plate, t.image, "aligned", ".shift.parquet")
+        )
         got = shifts[["shift_y", "shift_x"]].drop_duplicates()
         assert len(got) == 1, (t.plate, t.image)  # one shift per image
         errors.append(max(abs(got["shift_y"].iloc[0] - t.dy), abs(got["shift_x"].iloc[0] - t.dx)))
@@ -88,7 +91,7 @@ def test_thresholds_from_monocultures_and_labels_agree_with_truth(run):
     truth = truth.set_index(["plate", "image", "label"])["cls"]
     n = right = 0
     for (plate, image), cells in labels.groupby(["Metadata_Plate", "Metadata_Image"]):
-        seg = tifffile.imread(run / f"results/{plate}/masks/cells/{image}.tif")
+        seg = tifffile.imread(per_image_file(run / "results", plate, image, "masks/cells", ".tif"))
         true = tifffile.imread(run / f"demo_data/truth/{plate}/{image}.cells.tif")
         match = _match_truth(seg, true)
         for cell in cells.itertuples():

@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 
 from hcsflow.batches import (
+    BATCH_ID,
+    BatchPlan,
     BatchPlanError,
-    batch_layouts,
+    batch_fields,
     plan_batches,
     split_image_id,
     split_per_image,
@@ -33,109 +35,74 @@ def test_split_image_id():
         split_image_id("B-03-01", "column")
 
 
-def test_regular_plate_by_well_is_one_layout_with_a_job_per_well():
-    layouts = batch_layouts(plate(), 0, "well")
-    assert len(layouts) == 1
-    (lay,) = layouts
-    assert lay.suffixes == ("-01", "-02", "-03")
-    assert lay.batches == ("A-01", "A-02", "B-01", "B-02")
-    assert lay.rule_name("segment_cells") == "segment_cells"
-    assert lay.members("B-02") == ["B-02-01", "B-02-02", "B-02-03"]
-    assert lay.outputs("results/{plate}/masks/cells/{image}.tif") == [
-        "results/{plate}/masks/cells/{batch}-01.tif",
-        "results/{plate}/masks/cells/{batch}-02.tif",
-        "results/{plate}/masks/cells/{batch}-03.tif",
+def test_regular_plate_by_well_is_a_job_per_well():
+    plan = BatchPlan.from_images(plate(), 0, "well")
+    assert plan.jobs() == [("P1", "A-01"), ("P1", "A-02"), ("P1", "B-01"), ("P1", "B-02")]
+    assert plan.members[("P1", "B-02")] == ("B-02-01", "B-02-02", "B-02-03")
+    assert plan.batch_of[("P1", "B-02-03")] == "B-02"
+    # one directory per job; an image's file inside its job's directory
+    assert plan.paths("results/{plate}/masks/{target}/{batch}", target="cells") == [
+        f"results/P1/masks/cells/{b}" for b in ("A-01", "A-02", "B-01", "B-02")
     ]
-    # the only layout: any plate, any well id
-    assert lay.constraints() == {"plate": "[^/]+", "batch": "[A-Z]{1,2}-\\d{2}"}
-    assert len(lay.targets("{plate}/{image}")) == 12
-    # what `rule all` requests: the first member of each job (one file per job)
-    assert lay.job_targets("{plate}/{image}.{ext}", ext="npz") == [
-        "P1/A-01-01.npz",
-        "P1/A-02-01.npz",
-        "P1/B-01-01.npz",
-        "P1/B-02-01.npz",
+    pattern = "results/{plate}/masks/cells/{batch}/{image}.tif"
+    assert plan.image_path(pattern, "P1", "A-02-03") == "results/P1/masks/cells/A-02/A-02-03.tif"
+    # the job directories holding some images: each once, in first-seen order
+    assert plan.job_dirs("r/{plate}/{batch}", "P1", ["B-01-02", "A-01-01", "B-01-01"]) == [
+        "r/P1/B-01",
+        "r/P1/A-01",
     ]
+    assert plan.constraint() == BATCH_ID["well"]
 
 
-def test_job_targets_name_every_job_once():
-    images = plate(rows="ABC", cols=(1, 2, 3), fields=(1, 2, 3, 4))
-    for size in (0, 1, 3):
-        for by in ("well", "row"):
-            layouts = batch_layouts(images, size, by)
-            jobs = [t for lay in layouts for t in lay.job_targets("{plate}/{image}")]
-            n_jobs = sum(len(lay.pairs) for lay in layouts)
-            assert len(jobs) == len(set(jobs)) == n_jobs, (size, by)
-            # each requested file is an output of exactly one job, the first of its members
-            for lay in layouts:
-                targets = lay.job_targets("{plate}/{image}")
-                for (p, b), t in zip(sorted(lay.pairs), targets, strict=True):
-                    assert t == f"{p}/{lay.members(b)[0]}"
-
-
-def test_by_row_and_size_chunks():
+def test_by_row_and_size_chunks_number_the_chunks():
     plan = plan_batches(plate(), 0, "row")
     assert plan.groupby("batch").size().to_dict() == {"A": 6, "B": 6}
-    assert plan["layout"].nunique() == 1
-    # 3 fields in chunks of 2: fields (1, 2) and (3): two layouts, disjoint suffixes
-    layouts = batch_layouts(plate(), 2, "well")
-    assert [lay.suffixes for lay in layouts] == [("-01", "-02"), ("-03",)]
-    assert [lay.rule_name("crop_rois") for lay in layouts] == ["crop_rois", "crop_rois_2"]
-    assert not any(lay.restrict for lay in layouts)  # disjoint suffixes: no ambiguity
+    # 3 fields in chunks of 2: a cut group numbers its chunks
+    plan2 = BatchPlan.from_images(plate(), 2, "well")
+    assert plan2.members[("P1", "A-01_1")] == ("A-01-01", "A-01-02")
+    assert plan2.members[("P1", "A-01_2")] == ("A-01-03",)
+    assert ("P1", "A-01") not in plan2.members
     # size 1: one job per image
     plan1 = plan_batches(plate(), 1, "well")
-    assert len(plan1.groupby(["plate", "batch", "layout"])) == len(plan1) == 12
+    assert plan1["batch"].nunique() == len(plan1) == 12
+    # a group that fits in one chunk keeps the plain id
+    assert set(plan_batches(plate(), 3, "well")["batch"]) == {"A-01", "A-02", "B-01", "B-02"}
 
 
-def test_every_image_is_in_exactly_one_batch():
+def test_every_image_is_in_exactly_one_batch_and_ids_match_the_constraint():
     images = plate(rows="ABC", cols=(1, 2, 3), fields=(1, 2, 3, 4))
-    for size in (0, 1, 3):
+    for size in (0, 1, 3, 5):
         for by in ("well", "row"):
-            layouts = batch_layouts(images, size, by)
-            got = [t for lay in layouts for t in lay.targets("{plate}/{image}")]
-            assert sorted(got) == sorted(f"P1/{i}" for i in images["image"]), (size, by)
+            plan = BatchPlan.from_images(images, size, by)
+            got = [i for key in plan.jobs() for i in plan.members[key]]
+            assert sorted(got) == sorted(images["image"]), (size, by)
+            assert len(plan.batch_of) == len(images)
+            rx = re.compile(f"^(?:{plan.constraint()})$")
+            assert all(rx.match(b) for _, b in plan.jobs()), (size, by)
+            # a batch id never matches an image id (the wildcard cannot swallow a file name)
+            assert not any(rx.match(i) for i in images["image"])
 
 
-def test_irregular_well_gets_its_own_layout_without_ambiguity():
-    ids = [f"A-01-{f:02d}" for f in (1, 2, 3)] + [f"A-02-{f:02d}" for f in (1, 2, 3)]
-    ids += ["B-01-01", "B-01-02"]  # a field missing
-    layouts = batch_layouts(table(ids), 0, "well")
-    assert [(lay.suffixes, lay.batches) for lay in layouts] == [
-        (("-01", "-02", "-03"), ("A-01", "A-02")),
-        (("-01", "-02"), ("B-01",)),
-    ]
-    # suffixes in common: both rules spell out their batches
-    assert [lay.constraints()["batch"] for lay in layouts] == ["A\\-01|A\\-02", "B\\-01"]
-    # no file matches both rules' output patterns
-    patterns = [
-        re.compile(
-            "^"
-            + "|".join(f"(?:(?:{c['batch']}){re.escape(s)})" for s in lay.suffixes).join(
-                ["(?:", ")"]
-            )
-            + "$"
-        )
-        for lay in layouts
-        for c in [lay.constraints()]
-    ]
-    for image in ids:
-        assert sum(bool(p.match(image)) for p in patterns) == 1, image
+def test_irregular_wells_and_plates_share_one_plan():
+    ids = [f"A-01-{f:02d}" for f in (1, 2, 3)] + ["B-01-01", "B-01-02"]  # a field missing
+    images = pd.concat([table(ids, "P1"), table(ids[:4], "P2")], ignore_index=True)
+    plan = BatchPlan.from_images(images, 0, "well")
+    assert plan.members == {
+        ("P1", "A-01"): ("A-01-01", "A-01-02", "A-01-03"),
+        ("P1", "B-01"): ("B-01-01", "B-01-02"),
+        ("P2", "A-01"): ("A-01-01", "A-01-02", "A-01-03"),
+        ("P2", "B-01"): ("B-01-01",),
+    }
+    assert plan.jobs("P2") == [("P2", "A-01"), ("P2", "B-01")]
 
 
-def test_overlapping_layouts_on_two_plates_are_split_by_plate():
-    # well A-01 has 3 fields on P1 but 2 on P2, A-02 the other way round: keyed by fields
-    # alone, the constraints (plates x batches) of the two layouts would overlap.
-    ids1 = [f"A-01-{f:02d}" for f in (1, 2, 3)] + ["A-02-01", "A-02-02"]
-    ids2 = ["A-01-01", "A-01-02"] + [f"A-02-{f:02d}" for f in (1, 2, 3)]
-    images = pd.concat([table(ids1, "P1"), table(ids2, "P2")], ignore_index=True)
-    layouts = batch_layouts(images, 0, "well")
-    assert all(len(lay.plates) == 1 for lay in layouts)
-    assert sorted((lay.plates, lay.batches, lay.suffixes) for lay in layouts) == [
-        (("P1",), ("A-01",), ("-01", "-02", "-03")),
-        (("P1",), ("A-02",), ("-01", "-02")),
-        (("P2",), ("A-01",), ("-01", "-02")),
-        (("P2",), ("A-02",), ("-01", "-02", "-03")),
-    ]
+def test_restrict_keeps_the_batch_ids():
+    plan = BatchPlan.from_images(plate(), 2, "well")
+    with_gt = table(["A-01-03", "B-02-01", "B-02-02"])
+    sub = plan.restrict(with_gt)
+    assert sub.members == {("P1", "A-01_2"): ("A-01-03",), ("P1", "B-02_1"): ("B-02-01", "B-02-02")}
+    # an image's directory is the same in every stage
+    assert all(sub.batch_of[k] == plan.batch_of[k] for k in sub.batch_of)
 
 
 def test_bad_settings_name_the_key():
@@ -152,20 +119,19 @@ def test_split_per_image():
         split_per_image(["a", "b", "c"], 2, "input.image")
 
 
-def test_batch_fields_cuts_a_jobs_inputs_per_image():
-    from types import SimpleNamespace
-
-    from hcsflow.batches import batch_fields
-
-    inputs = SimpleNamespace(
-        image=["a1", "a2", "b1", "b2"], cells=["a.cells", "b.cells"], nuclei=["a.nuc", "b.nuc"]
-    )
-    names, images, cells, nuclei = batch_fields(inputs, ("B-02-01", "B-02-02"))
+def test_batch_fields_reads_a_jobs_fields():
+    fields = {
+        "images": ["B-02-01", "B-02-02"],
+        "raw": [["a1", "a2"], ["b1", "b2"]],
+        "cells": ["a.cells", "b.cells"],
+        "nuclei": ["a.nuc", "b.nuc"],
+    }
+    names, images, cells, nuclei = batch_fields(fields)
     assert names == ["B-02-01", "B-02-02"]
     assert images == [["a1", "a2"], ["b1", "b2"]]
     assert cells == ["a.cells", "b.cells"] and nuclei == ["a.nuc", "b.nuc"]
     # a nuclei-only run has no cell masks
-    names, _, cells, _ = batch_fields(SimpleNamespace(image=["a"], nuclei=["n"]), ["B-02-01"])
+    names, _, cells, _ = batch_fields({"images": ["B-02-01"], "raw": [["a"]], "nuclei": ["n"]})
     assert cells == [None]
-    with pytest.raises(BatchPlanError, match="input.image: 3 file"):
-        batch_fields(SimpleNamespace(image=["a", "b", "c"]), ["x", "y"])
+    with pytest.raises(BatchPlanError, match="raw"):
+        batch_fields({"images": ["x", "y"], "raw": [["a"]]})

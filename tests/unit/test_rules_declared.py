@@ -16,9 +16,11 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yte
+from snakemake.io import is_flagged
 
 from conftest import DEFAULT_CONFIG, REPO, SNAKEMAKE
 
@@ -95,18 +97,10 @@ def _blocks(lines):
 
 
 def rule_block(rule) -> str:
-    """Source text of a rule's definition (its header line and the indented lines below).
-
-    Batched rules are generated in a loop (`rule:` with `name: _L.rule_name("crop_rois")`); the
-    names of later layouts (`crop_rois_2`) come from the same block."""
+    """Source text of a rule's definition (its header line and the indented lines below)."""
     lines = Path(rule.snakefile).read_text().splitlines()
-    base = re.sub(r"_\d+$", "", rule.name)
     for _, block in _blocks(lines):
         if re.match(rf"\s*(rule|checkpoint)\s+{rule.name}\s*:", block[0]):
-            return "\n".join(block)
-        if re.match(r"\s*rule\s*:", block[0]) and re.search(
-            rf"rule_name\(\"({rule.name}|{base})\"\)", "\n".join(block)
-        ):
             return "\n".join(block)
     raise AssertionError(f"no definition of rule {rule.name} in {rule.snakefile}")
 
@@ -153,29 +147,33 @@ def test_the_workflow_has_the_stages(rules):
 
 
 def test_image_stages_run_in_batches(rules):
-    """Segmentation, alignment, crops and features: one job per batch of images, every per-image
-    output declared (no untracked side files), one log per batch job."""
+    """Segmentation, alignment, crops and features: one job per batch of images; its per-image
+    files in one declared directory per job (results/{plate}/.../{batch}), its failure table
+    beside it, one log per batch job."""
     for name in ("segment_cells", "segment_nuclei", "align_gt", "crop_rois", "extract_features"):
         rule = rules[name]
         assert is_batched(rule), f"{name} is not batched"
         assert {"plate", "batch"} == set(rule.wildcard_names), name
-        assert len(rule.output) >= 2, f"{name}: a batch declares one output per image"
-        # outputs: results/{plate}/.../{batch}-FF(...) (constraints may follow the names), and
-        # the job's failure table results/{plate}/failed/<rule>/{batch}.tsv (hcsflow.failures)
-        per_image_outputs = [
-            o for o in rule.output if "/failed/" not in str(o) and "/qc/" not in str(o)
-        ]
-        assert all(re.search(r"\{batch[,}].*-\d\d[.]", str(o)) for o in per_image_outputs), name
+        job_dirs = [o for o in rule.output if "/failed/" not in str(o) and "/qc/" not in str(o)]
+        assert job_dirs, name
+        for out in job_dirs:
+            assert is_flagged(out, "directory"), (name, out)
+            assert re.fullmatch(r"results/\{plate.*?\}/.+/\{batch.*?\}", str(out)), (name, out)
         failed = [str(o) for o in rule.output if "/failed/" in str(o)]
         assert len(failed) == 1, name
         assert re.fullmatch(rf"results/\{{plate.*?}}/failed/{name}/\{{batch.*\}}\.tsv", failed[0])
         assert all("{plate" in str(f) and "{batch" in str(f) for f in rule.log), name
 
 
-def test_batched_runtime_grows_with_the_batch_and_attempt(rules):
+def test_batched_runtime_grows_with_the_batch_and_attempt(rules, workflow):
     rule = rules["extract_features"]
     fn = rule.resources["runtime"]._value
-    assert fn(None, attempt=2) == 2 * fn(None, attempt=1)
+    plan = workflow.globals["BATCHES"]
+    (plate, batch), members = next(iter(plan.members.items()))
+    wc = SimpleNamespace(plate=plate, batch=batch)
+    assert fn(wc, attempt=2) == 2 * fn(wc, attempt=1)
+    # a bigger batch gets more time
+    assert fn(wc, attempt=1) == 5 + 3 * len(members)
 
 
 def test_every_rule_declares_threads_resources_log_and_env(rules):

@@ -29,6 +29,7 @@ import tifffile
 import yaml
 
 from hcsflow.demo.plate import DemoSpec, generate
+from hcsflow.io import per_image_file
 
 REPO = Path(__file__).resolve().parents[2]
 PLATE = "Plate01"
@@ -71,9 +72,8 @@ def _config(batch: dict) -> dict:
     }
 
 
-TARGETS = ["results/features.parquet"] + [
-    f"results/{PLATE}/crops/{ct}/{im}.index.parquet" for ct in CROP_TYPES for im in IMAGES
-]
+# failed.tsv reads every batched job's failure table: the crops too
+TARGETS = ["results/features.parquet", f"results/{PLATE}/failed.tsv"]
 
 
 def _cmd(work: Path, *extra: str) -> list[str]:
@@ -126,19 +126,21 @@ def _content(path: Path):
 
 
 def _outputs(work: Path) -> dict[str, object]:
-    res = work / "results" / PLATE
-    files = [res / "masks" / c / f"{im}.tif" for c in ("cells", "nuclei") for im in IMAGES]
-    files += [res / "aligned" / f"{im}.{c}.tif" for c in ("cells", "nuclei", "gt") for im in IMAGES]
-    files += [res / "aligned" / f"{im}.shift.parquet" for im in IMAGES]
-    files += [
-        res / "crops" / ct / f"{im}{ext}"
-        for ct in CROP_TYPES
+    """Every per-image file, keyed by stage, image and suffix (the batch directory it sits in
+    differs between batch settings), and the merged features."""
+    res = work / "results"
+    wanted = [("masks/" + c, ".tif") for c in ("cells", "nuclei")]
+    wanted += [("aligned", f".{c}.tif") for c in ("cells", "nuclei", "gt")]
+    wanted += [("aligned", ".shift.parquet")]
+    wanted += [("crops/" + ct, ext) for ct in CROP_TYPES for ext in (".npz", ".index.parquet")]
+    wanted += [("features", ".parquet")]
+    out = {
+        f"{stage}/{im}{ext}": _content(per_image_file(res, PLATE, im, stage, ext))
+        for stage, ext in wanted
         for im in IMAGES
-        for ext in (".npz", ".index.parquet")
-    ]
-    files += [res / "features" / f"{im}.parquet" for im in IMAGES]
-    files += [work / "results" / "features.parquet"]
-    return {str(f.relative_to(work)): _content(f) for f in files}
+    }
+    out["features.parquet"] = _content(res / "features.parquet")
+    return out
 
 
 def _assert_same(a: dict, b: dict, what: str):
@@ -177,13 +179,11 @@ STAGES = ("segment_nuclei", "segment_cells", "align_gt", "crop_rois", "extract_f
 
 
 def _job_counts(proc) -> dict[str, int]:
-    """Jobs per stage from Snakemake's job stats (layout rules `crop_rois_2` ... summed)."""
+    """Jobs per stage from Snakemake's job stats (one rule per stage)."""
     out = proc.stdout + proc.stderr
-    counts: dict[str, int] = {}
-    for rule, n in re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1], re.M):
-        base = re.sub(r"_\d+$", "", rule)
-        counts[base] = counts.get(base, 0) + int(n)
-    return counts
+    return {
+        rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1], re.M)
+    }
 
 
 def test_batched_run_has_one_job_per_row(batched):
@@ -205,7 +205,7 @@ def test_batch_size_one_gives_identical_outputs(root, batched):
     proc = _run(work_1)
     counts = _job_counts(proc)
     for rule in STAGES:
-        assert counts[rule] == 6, (rule, counts)  # one job per image (2 layouts: fields 1, 2)
+        assert counts[rule] == 6, (rule, counts)  # one job per image (chunks B-02_1, B-02_2, ...)
     _assert_same(_outputs(work_n), _outputs(work_1), "batch size 1 vs 3")
 
 
@@ -222,7 +222,7 @@ def test_sigkill_mid_batch_then_rerun_incomplete(root, batched):
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    feats = work / "results" / PLATE / "features"
+    feats = work / "results" / PLATE / "features" / "B"  # the job directory of row B
     first, last = feats / "B-02-01.parquet", feats / "B-02-02.parquet"
     deadline = time.time() + 2400
     killed = False

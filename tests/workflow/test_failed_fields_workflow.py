@@ -25,7 +25,7 @@ import yaml
 
 from conftest import run_snakemake, user_plate_config
 from hcsflow.demo.plate import DemoSpec, generate
-from hcsflow.io import read_label_metadata, read_labels
+from hcsflow.io import per_image_file, read_label_metadata, read_labels
 
 pytestmark = pytest.mark.workflow
 
@@ -110,14 +110,28 @@ def test_bad_fields_are_listed_and_skipped_and_the_plate_finishes(plates, runs):
     # every failed field has valid, empty outputs marked with where it failed
     for image, stage in ((TRUNCATED, "validate"), (CORRUPT, "segment_nuclei")):
         for target in ("nuclei", "cells"):
-            mask = work / f"results/Plate01/masks/{target}/{image}.tif"
+            mask = per_image_file(work / "results", "Plate01", image, f"masks/{target}", ".tif")
             assert read_labels(mask).shape == (256, 256) and read_labels(mask).max() == 0
             assert read_label_metadata(mask)["failed_stage"] == stage
-        assert len(pd.read_parquet(work / f"results/Plate01/features/{image}.parquet")) == 0
-        with np.load(work / f"results/Plate01/crops/nucleocentric/{image}.npz") as crops:
+        assert (
+            len(
+                pd.read_parquet(
+                    per_image_file(work / "results", "Plate01", image, "features", ".parquet")
+                )
+            )
+            == 0
+        )
+        with np.load(
+            per_image_file(work / "results", "Plate01", image, "crops/nucleocentric", ".npz")
+        ) as crops:
             assert crops["crops"].shape[0] == 0
     # the cells job of C-02 skipped C-02-01 (failed upstream) and segmented C-02-02
-    assert read_labels(work / "results/Plate01/masks/cells/C-02-02.tif").max() > 0
+    assert (
+        read_labels(
+            per_image_file(work / "results", "Plate01", "C-02-02", "masks/cells", ".tif")
+        ).max()
+        > 0
+    )
     log = (work / "logs/segment_cells/Plate01/C-02.log").read_text()
     assert "C-02-01 (1/2): skipped, it failed before this stage (segment_nuclei" in log
 
@@ -130,12 +144,20 @@ def test_the_other_fields_equal_a_run_without_the_bad_ones(runs):
     work, clean, _ = runs
     for image in GOOD:
         for target in ("nuclei", "cells"):
-            ours = read_labels(work / f"results/Plate01/masks/{target}/{image}.tif")
-            theirs = read_labels(clean / f"results/Plate01/masks/{target}/{image}.tif")
+            ours = read_labels(
+                per_image_file(work / "results", "Plate01", image, f"masks/{target}", ".tif")
+            )
+            theirs = read_labels(
+                per_image_file(clean / "results", "Plate01", image, f"masks/{target}", ".tif")
+            )
             np.testing.assert_array_equal(ours, theirs)
         pd.testing.assert_frame_equal(
-            pd.read_parquet(work / f"results/Plate01/features/{image}.parquet"),
-            pd.read_parquet(clean / f"results/Plate01/features/{image}.parquet"),
+            pd.read_parquet(
+                per_image_file(work / "results", "Plate01", image, "features", ".parquet")
+            ),
+            pd.read_parquet(
+                per_image_file(clean / "results", "Plate01", image, "features", ".parquet")
+            ),
         )
     merged = pd.read_parquet(work / "results/features.parquet")
     clean_merged = pd.read_parquet(clean / "results/features.parquet")

@@ -86,9 +86,8 @@ def run(tmp_path_factory):
     (work / "demo_data" / "gt" / PLATE / "GT_C02_s2.tif").unlink()
     _config(work)
     images = ["B-02-01", "B-02-02", "C-02-01", "C-02-02", "D-02-01", "D-02-02"]
-    targets = ["results/labels.parquet", "results/features.parquet"] + [
-        f"results/{PLATE}/crops/{ct}/{im}.index.parquet" for ct in CROP_TYPES for im in images
-    ]
+    # failed.tsv reads every batched job's failure table: crops included
+    targets = ["results/labels.parquet", "results/features.parquet", f"results/{PLATE}/failed.tsv"]
     proc = _snakemake(work, *targets)
     assert proc.returncode == 0, proc.stderr[-5000:]
     return work, images
@@ -97,7 +96,7 @@ def run(tmp_path_factory):
 def _kept(work: Path) -> pd.DataFrame:
     tables = [
         pd.read_parquet(p)
-        for p in sorted((work / "results" / PLATE / "aligned").glob("*.shift.parquet"))
+        for p in sorted((work / "results" / PLATE / "aligned").glob("*/*.shift.parquet"))
     ]
     return pd.concat(tables, ignore_index=True)
 
@@ -194,7 +193,8 @@ def test_gt_image_of_the_wrong_size_fails_clearly_and_leaves_no_output(run):
     shutil.copy(work / "config.yaml", bad / "config.yaml")
     gt_file = bad / "demo_data" / "gt" / PLATE / "GT_D02_s1.tif"
     tifffile.imwrite(gt_file, np.zeros((2, 200, 256), np.uint16), metadata={"axes": "CYX"})
-    proc = _snakemake(bad, f"results/{PLATE}/aligned/D-02-01.shift.parquet")
+    # the alignment job of plate row D (the default config batches by row)
+    proc = _snakemake(bad, f"results/{PLATE}/aligned/D")
     assert proc.returncode != 0
     # the plate's content check (validate_images) stops it before align_gt starts
     assert not (bad / "logs" / "align_gt").exists()
@@ -204,4 +204,4 @@ def test_gt_image_of_the_wrong_size_fails_clearly_and_leaves_no_output(run):
         in log
     )
     assert "Fix: acquire or crop the GT images at the image size" in log
-    assert not list((bad / "results" / PLATE / "aligned").glob("D-02-01*"))
+    assert not list((bad / "results" / PLATE / "aligned").glob("*/D-02-01*"))

@@ -17,7 +17,7 @@ from scipy import ndimage as ndi
 from conftest import run_snakemake, user_plate_config
 from hcsflow.demo.plate import CHANNELS, DemoSpec, generate
 from hcsflow.illumination import read_functions
-from hcsflow.io import read_labels
+from hcsflow.io import per_image_file, read_labels
 from hcsflow.segment.evaluate import evaluate_pair
 
 pytestmark = pytest.mark.workflow
@@ -52,7 +52,9 @@ def _slope(work, channel):
     feats = pd.read_parquet(work / "results" / "features.parquet")
     dist, mean = [], []
     for image, grp in feats.groupby("Metadata_Image"):
-        mask = read_labels(work / f"results/Plate01/masks/cells/{image}.tif")
+        mask = read_labels(
+            per_image_file(work / "results", "Plate01", image, "masks/cells", ".tif")
+        )
         ids = grp["Metadata_ObjectNumber"].to_numpy()
         centres = ndi.center_of_mass(mask > 0, mask, ids)
         dist += [np.hypot(y - SIZE / 2, x - SIZE / 2) / (SIZE / 2) for y, x in centres]
@@ -92,7 +94,11 @@ def test_segmentation_is_not_worse_with_the_correction(runs):
             scores = []
             for image in images:
                 true = read_labels(data / f"truth/Plate01/{image}.{target}.tif")
-                pred = read_labels(root / method / f"results/Plate01/masks/{target}/{image}.tif")
+                pred = read_labels(
+                    per_image_file(
+                        root / method / "results", "Plate01", image, f"masks/{target}", ".tif"
+                    )
+                )
                 scores.append(evaluate_pair(true, pred)["ap@0.5"])
             ap[method] = float(np.mean(scores))
         print(target, ap)

@@ -11,6 +11,7 @@ from skimage.io import imsave
 
 from conftest import checksums, run_snakemake
 from hcsflow.ingest.table import read_image_table
+from hcsflow.io import per_image_file
 
 pytestmark = pytest.mark.workflow
 
@@ -74,10 +75,14 @@ def test_named_files_are_carried_to_crops_and_features(tmp_path):
     feats = pd.read_parquet(work / "results/features.parquet")
     assert set(feats.Metadata_Filename) == set(NAMES)
     for image, name in by_image.items():
-        index = pd.read_parquet(work / f"results/images/crops/bbox/{image}.index.parquet")
+        index = pd.read_parquet(
+            per_image_file(work / "results", "images", image, "crops/bbox", ".index.parquet")
+        )
         assert len(index) == 8, (name, len(index))  # every blob found, one box each
         assert set(index.Metadata_Filename) == {name}
-        crops = np.load(work / f"results/images/crops/bbox/{image}.npz")["crops"]
+        crops = np.load(per_image_file(work / "results", "images", image, "crops/bbox", ".npz"))[
+            "crops"
+        ]
         assert crops.shape == (8, 3, 32, 32)
         assert (feats.Metadata_Filename == name).sum() == 8
     areas = feats["Cells_AreaShape_Area"]

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from conftest import run_snakemake, tiny_demo_config
-from hcsflow.io import read_labels
+from hcsflow.io import per_image_file, read_labels
 
 pytestmark = pytest.mark.workflow
 
@@ -34,8 +34,12 @@ def test_plate_without_gt_runs_end_to_end(tmp_path):
     images = ["B-02-01", "C-02-01", "D-02-01"]
     counts = {}
     for image in images:
-        cells = read_labels(tmp_path / f"results/Plate01/masks/cells/{image}.tif")
-        nuclei = read_labels(tmp_path / f"results/Plate01/masks/nuclei/{image}.tif")
+        cells = read_labels(
+            per_image_file(tmp_path / "results", "Plate01", image, "masks/cells", ".tif")
+        )
+        nuclei = read_labels(
+            per_image_file(tmp_path / "results", "Plate01", image, "masks/nuclei", ".tif")
+        )
         assert cells.shape == (256, 256) and cells.max() > 5
         # the classical cell method is seeded by nuclei: every nucleus pixel lies in a cell
         assert np.all(cells[nuclei > 0] > 0)

@@ -227,7 +227,9 @@ def test_a_deep_model_predicts_the_plate_and_lists_the_field_without_cells(runs)
     # every cell the nucleus crops keep (crops drop cells cut by the image edge)
     crops = pd.concat(
         pd.read_parquet(p)
-        for p in (work / "deep_run" / "results" / NEW / "crops" / "nucleus").glob("*.index.parquet")
+        for p in (work / "deep_run" / "results" / NEW / "crops" / "nucleus").glob(
+            "*/*.index.parquet"
+        )
     )
     assert 0 < len(res) == len(crops) <= n_true
     assert set(res["class_name"]) <= {"astro", "SHSY5Y"} and res["confidence"].between(0, 1).all()

@@ -14,6 +14,7 @@ from scipy import ndimage as ndi
 
 from conftest import run_snakemake, user_plate_config
 from hcsflow.demo.plate import DemoSpec, generate
+from hcsflow.io import per_image_file
 
 pytestmark = pytest.mark.workflow
 
@@ -104,4 +105,4 @@ def test_excluded_fields_are_absent_from_features_units_and_votes_and_listed(run
     assert set(excluded.index) == set(BAD) and set(excluded["stage"]) == {"qc"}
     assert excluded.loc["B-02-01", "error"] == "qc.exclude: flagged (flags: blurred)"
     # the per-image feature files stay (the exclusion is a choice, undone by changing the query)
-    assert (work / "results/Plate01/features/B-02-01.parquet").exists()
+    assert (per_image_file(work / "results", "Plate01", "B-02-01", "features", ".parquet")).exists()

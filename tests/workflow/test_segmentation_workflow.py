@@ -16,6 +16,7 @@ import yaml
 
 from conftest import without_classification
 from hcsflow import io
+from hcsflow.io import per_image_file
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -89,8 +90,8 @@ def test_train_segment_evaluate_on_tiny_demo(tmp_path):
     per_image = pd.read_csv(res / "segmentation/eval/per_image.tsv", sep="\t")
     test_image = split.loc[split["split"] == "test", "image"].item()
     assert set(per_image["image"]) == {test_image}
-    cells = io.read_labels(res / f"Plate01/masks/cells/{test_image}.tif")
-    nuclei = io.read_labels(res / f"Plate01/masks/nuclei/{test_image}.tif")
+    cells = io.read_labels(per_image_file(res, "Plate01", test_image, "masks/cells", ".tif"))
+    nuclei = io.read_labels(per_image_file(res, "Plate01", test_image, "masks/nuclei", ".tif"))
     assert cells.dtype in (np.uint16, np.uint32) and cells.shape == (256, 256)
     # Demo cells are ~30-40 px across and nuclei ~15 px: check the predicted sizes.
     cell_area = np.bincount(cells.ravel())[1:]
@@ -149,15 +150,13 @@ def test_missing_pretrained_model_is_one_clear_error(tmp_path):
     cfg["train"]["stardist"]["enabled"] = False
     cfg["evaluate"]["enabled"] = False
     configfile = tiny_config(tmp_path, **cfg)
-    proc = run_snakemake(
-        tmp_path, configfile, "results/Plate01/masks/cells/B-02-01.tif", check=False
-    )
+    proc = run_snakemake(tmp_path, configfile, "results/Plate01/masks/cells/B", check=False)
     assert proc.returncode != 0
     err = proc.stderr
     # Snakemake schedules the local fetch rule; offline, it fails naming the command to run.
     assert "snakemake fetch_models --cores 1" in err and "resources/models/cellpose" in err
     assert "cyto3" in err
-    assert not (tmp_path / "results/Plate01/masks/cells/B-02-01.tif").exists()
+    assert not (tmp_path / "results/Plate01/masks/cells").exists()
 
 
 def test_a_blank_field_is_called_empty_recorded_and_the_plate_warns(tmp_path):
@@ -203,7 +202,7 @@ def _blank_field_run(tmp_path, tifffile):
     assert counts.loc["C-02-01", "nuclei_structure"] < 20
     others = counts.drop(index="C-02-01")
     assert not others["nuclei_empty_field"].any() and (others["nuclei_n_count"] > 20).all()
-    mask = tmp_path / "results/Plate01/masks/nuclei/C-02-01.tif"
+    mask = per_image_file(tmp_path / "results", "Plate01", "C-02-01", "masks/nuclei", ".tif")
     assert io.read_label_metadata(mask)["empty_field"] is True
     log = (tmp_path / "logs/count_objects.log").read_text()
     assert "PLATE Plate01: 1 of 3 fields have no objects" in log and "C-02-01" in log

@@ -21,7 +21,7 @@ import yaml
 
 from conftest import REPO, run_snakemake
 from hcsflow.demo.plate import DemoSpec, generate
-from hcsflow.io import read_labels
+from hcsflow.io import per_image_file, read_labels
 
 pytestmark = pytest.mark.workflow
 
@@ -80,10 +80,12 @@ def test_nuclei_only_run_makes_nucleocentric_crops_and_features(plate, tmp_path)
     assert feats.filter(like="Nuclei_DAPI_Intensity_Mean").notna().all().all()
     assert feats.filter(like="Patch_DAPI_Intensity_Mean").notna().all().all()
     for image in IMAGES:
-        nuclei = read_labels(w / f"results/{PLATE}/masks/nuclei/{image}.tif")
-        kept = read_labels(w / f"results/{PLATE}/aligned/{image}.nuclei.tif")
-        crops = np.load(w / f"results/{PLATE}/crops/nucleocentric/{image}.npz")
-        index = pd.read_parquet(w / f"results/{PLATE}/crops/nucleocentric/{image}.index.parquet")
+        nuclei = read_labels(per_image_file(w / "results", PLATE, image, "masks/nuclei", ".tif"))
+        kept = read_labels(per_image_file(w / "results", PLATE, image, "aligned", ".nuclei.tif"))
+        crops = np.load(per_image_file(w / "results", PLATE, image, "crops/nucleocentric", ".npz"))
+        index = pd.read_parquet(
+            per_image_file(w / "results", PLATE, image, "crops/nucleocentric", ".index.parquet")
+        )
         assert crops["crops"].shape[1:] == (4, 60, 60)
         # every kept nucleus has one crop and one feature row, keyed by its label
         ids = sorted(set(np.unique(kept)) - {0})
@@ -112,11 +114,13 @@ def test_cells_only_run_makes_bbox_crops_and_cell_features(plate, tmp_path):
     feats = pd.read_parquet(w / "results/features.parquet")
     assert not [c for c in feats.columns if c.startswith(("Nuclei_", "Cytoplasm_", "Patch_"))]
     for image in IMAGES:
-        cells = read_labels(w / f"results/{PLATE}/masks/cells/{image}.tif")
+        cells = read_labels(per_image_file(w / "results", PLATE, image, "masks/cells", ".tif"))
         ids = sorted(set(np.unique(cells)) - {0})
         assert len(ids) > 5
-        crops = np.load(w / f"results/{PLATE}/crops/bbox/{image}.npz")
-        index = pd.read_parquet(w / f"results/{PLATE}/crops/bbox/{image}.index.parquet")
+        crops = np.load(per_image_file(w / "results", PLATE, image, "crops/bbox", ".npz"))
+        index = pd.read_parquet(
+            per_image_file(w / "results", PLATE, image, "crops/bbox", ".index.parquet")
+        )
         assert crops["crops"].shape == (len(ids), 4, 48, 48)
         assert sorted(index.Metadata_ObjectNumber) == ids
         # the box (+5 px) holds the cell's bounding box

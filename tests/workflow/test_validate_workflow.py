@@ -60,6 +60,6 @@ def test_bad_images_stop_the_run_before_segmentation(tmp_path):
     # once the files are fixed, the same run validates and segments
     tifffile.imwrite(two_planes, plane)
     tifffile.imwrite(truncated, plane)
-    run_snakemake(work, cfg, targets=["results/Plate01/masks/nuclei/D-02-01.tif"])
+    run_snakemake(work, cfg, targets=["results/Plate01/masks/nuclei/D-02"])
     report = (work / "results/Plate01/validation.tsv").read_text().splitlines()
     assert len(report) == 1 + 3 * 4  # header + one row per file

@@ -6,6 +6,6 @@
 - ``features``: per-cell intensity, shape and texture features (``texture``: GLCM, Haralick).
 - ``labels``: GT labels per cell from the aligned GT intensities (thresholds per stain).
 
-Contracts: ``results/{plate}/features/{image}.parquet`` -> ``results/features.parquet``,
-``results/{plate}/crops/{type}/{image}.npz`` + ``.index.parquet``, ``results/labels.parquet``.
+Contracts: ``results/{plate}/features/{batch}/{image}.parquet`` -> ``results/features.parquet``,
+``results/{plate}/crops/{type}/{batch}/{image}.npz`` + ``.index.parquet``, ``results/labels.parquet``.
 """

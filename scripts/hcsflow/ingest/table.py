@@ -655,6 +655,78 @@ def build_table(
     return table[TABLE_COLUMNS]
 
 
+def files_fingerprint(paths: Iterable[str]) -> str:
+    """A hash of each file's path, size and modification time (``missing`` for a file that is
+    not there), in the given order. The content check of a plate carries it as a parameter
+    instead of declaring the plate's ~14,000 raw files as inputs (each declared file costs the
+    plan a producer search): a replaced, touched, added or removed file changes it, and
+    Snakemake's params trigger reruns the check and everything that reads the plate."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for path in paths:
+        try:
+            st = os.stat(path)
+            digest.update(f"{path}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{path}\tmissing\n".encode())
+    return digest.hexdigest()
+
+
+def build_table_cached(
+    cache_dir: str | Path,
+    images: SourceSpec,
+    gt: SourceSpec | None = None,
+    results: str = "results",
+    listing: Iterable[str] | None = None,
+    gt_listing: Iterable[str] | None = None,
+    keep: int = 4,
+) -> pd.DataFrame:
+    """:func:`build_table`, remembered in ``cache_dir`` for the same file names and settings.
+
+    Snakemake parses the workflow once per cluster job, and parsing the names of a 10-plate
+    screen (~140,000 files) was half of each job's start-up. The folders are still listed on
+    every call (a new, removed or renamed file changes the key); the key also holds the sources'
+    settings, ``results`` and this module's code. Only file-name sources (``source: regex``) are
+    cached: instrument indexes are read for their contents. A cache file that cannot be read or
+    written is ignored (the table is built as usual); at most ``keep`` tables are kept.
+    """
+    import hashlib
+    import pickle
+
+    specs = [s for s in (images, gt) if s is not None]
+    if any(s.source != "regex" for s in specs):
+        return build_table(images, gt, results, listing, gt_listing)
+    files = list(listing) if listing is not None else list_files(images.raw_dir)
+    gt_files = None
+    if gt is not None:
+        gt_files = list(gt_listing) if gt_listing is not None else list_files(gt.raw_dir)
+    digest = hashlib.sha1()
+    digest.update(Path(__file__).read_bytes())
+    digest.update(repr((images, gt, results)).encode())
+    for names in (files, gt_files or []):
+        digest.update(b"\0".join(n.encode() for n in names))
+        digest.update(b"\1")
+    path = Path(cache_dir) / f"images-{digest.hexdigest()}.pickle"
+    try:
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
+    except Exception:  # missing, partial or from another pandas: build it
+        pass
+    table = build_table(images, gt, results, files, gt_files)
+    try:
+        from hcsflow.io import atomic_path
+
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(pickle.dumps(table, protocol=pickle.HIGHEST_PROTOCOL))
+        old = sorted(Path(cache_dir).glob("images-*.pickle"), key=lambda p: p.stat().st_mtime)
+        for stale in old[:-keep]:
+            stale.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("image table not cached in %s: %s", cache_dir, exc)
+    return table
+
+
 def image_pixel_sizes(table: pd.DataFrame, configured: float | None) -> pd.Series:
     """Each image's pixel size (µm): ``images.pixel_size_um`` when set (it wins over the
     instrument's, with a warning where they differ by more than 1 %), else the instrument's

@@ -7,6 +7,6 @@ Cellpose / StarDist on true masks; evaluation against true masks.
 - ``train``: training sets and Cellpose / StarDist training.
 - ``evaluate``: average precision at IoU thresholds, pixel F1, counts.
 
-Contract: one label TIFF per image and target, ``results/{plate}/masks/{cells,nuclei}/{image}.tif``
+Contract: one label TIFF per image and target, ``results/{plate}/masks/{cells,nuclei}/{batch}/{image}.tif``
 (0 background, 1..n objects).
 """
