@@ -311,17 +311,27 @@ def per_image_file(results, plate: str, image: str, stage: str, suffix: str) -> 
     """One image's file of a batched stage: ``{results}/{plate}/{stage}/{batch}/{image}{suffix}``,
     e.g. ``per_image_file("results", "Plate01", "B-02-01", "masks/cells", ".tif")``. Batched jobs
     write one directory per batch of images (hcsflow.batches); ``{batch}`` is the image's
-    ``batch`` column in ``results/images.tsv``, read here. Stages: ``masks/cells``,
-    ``masks/nuclei`` (``.tif``), ``aligned`` (``.cells.tif``, ``.nuclei.tif``, ``.gt.tif``,
-    ``.shift.parquet``, ``.gt_features.parquet``, ``.qc.png``), ``features`` (``.parquet``),
-    ``crops/{crop_type}`` (``.npz``, ``.index.parquet``)."""
+    ``batch`` column in ``results/images.tsv``. A run that has not written ``images.tsv`` (e.g.
+    only segmentation was asked for) is searched instead: the one ``*/{image}{suffix}`` in the
+    stage's folder. Stages: ``masks/cells``, ``masks/nuclei`` (``.tif``), ``aligned``
+    (``.cells.tif``, ``.nuclei.tif``, ``.gt.tif``, ``.shift.parquet``, ``.gt_features.parquet``,
+    ``.qc.png``), ``features`` (``.parquet``), ``crops/{crop_type}`` (``.npz``,
+    ``.index.parquet``)."""
     import pandas as pd
 
     results = Path(results)
-    table = pd.read_csv(
-        results / "images.tsv", sep="\t", usecols=["plate", "image", "batch"], dtype=str
-    )
-    hit = table[(table["plate"] == str(plate)) & (table["image"] == str(image))]
-    if hit.empty:
-        raise KeyError(f"no image {image!r} of plate {plate!r} in {results / 'images.tsv'}")
-    return results / str(plate) / stage / hit["batch"].iloc[0] / f"{image}{suffix}"
+    folder = results / str(plate) / stage
+    table_path = results / "images.tsv"
+    if table_path.is_file():
+        table = pd.read_csv(table_path, sep="\t", usecols=["plate", "image", "batch"], dtype=str)
+        hit = table[(table["plate"] == str(plate)) & (table["image"] == str(image))]
+        if hit.empty:
+            raise KeyError(f"no image {image!r} of plate {plate!r} in {table_path}")
+        return folder / hit["batch"].iloc[0] / f"{image}{suffix}"
+    found = sorted(folder.glob(f"*/{image}{suffix}"))
+    if len(found) != 1:
+        raise KeyError(
+            f"{len(found)} files {folder}/*/{image}{suffix} and no {table_path} to choose: "
+            f"{[str(f) for f in found]}"
+        )
+    return found[0]

@@ -197,3 +197,17 @@ def test_functions_are_saved_recorded_with_models_and_checked(tmp_path):
     assert len(check_inputs(info, illumination_method="none", accept=["illumination"])) == 1
     fig = illumination.figure(flats, ["DAPI", "FITC"], "P1")
     assert len(fig.axes) == 3  # two maps and the colour bar
+
+
+def test_function_list_round_trip(tmp_path):
+    from hcsflow.illumination import function_list, listed_functions
+    from hcsflow.io import write_table
+
+    paths = [f"results/P1/illumination/{c}.tif" for c in ("DAPI", "FITC")]
+    table = function_list(["DAPI", "FITC"], paths)
+    write_table(table, tmp_path / "functions.tsv")
+    assert listed_functions([str(tmp_path / "functions.tsv")]) == paths
+    assert listed_functions(str(tmp_path / "functions.tsv")) == paths
+    assert listed_functions([]) == []  # illumination.method: none
+    with pytest.raises(ValueError, match="channel"):
+        function_list(["DAPI"], paths)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -127,3 +129,32 @@ def test_atomic_writes_get_the_mode_the_umask_gives(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "shared.tsv").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "private.tsv").stat().st_mode) == 0o600
+
+
+def test_per_image_file_reads_the_batch_column(tmp_path):
+    from hcsflow.io import per_image_file
+    from hcsflow.runner import job_files
+
+    res = tmp_path / "results"
+    res.mkdir()
+    pd.DataFrame(
+        {"plate": ["P1", "P1"], "image": ["B-02-01", "C-02-01"], "batch": ["B", "C"]}
+    ).to_csv(res / "images.tsv", sep="\t", index=False)
+    (path,) = job_files(res / "P1" / "masks" / "cells" / "C", ["C-02-01"], ".tif")
+    assert (res / "P1/masks/cells/C").is_dir()  # the job's folder exists before any write
+    assert per_image_file(res, "P1", "C-02-01", "masks/cells", ".tif") == Path(path)
+    with pytest.raises(KeyError, match="D-02-01"):
+        per_image_file(res, "P1", "D-02-01", "masks/cells", ".tif")
+
+
+def test_per_image_file_without_the_image_table_searches_the_stage(tmp_path):
+    from hcsflow.io import per_image_file
+    from hcsflow.runner import job_files
+
+    res = tmp_path / "results"
+    job_files(res / "P1" / "masks" / "nuclei" / "B-02", ["B-02-01", "B-02-02"], ".tif")
+    (res / "P1/masks/nuclei/B-02/B-02-01.tif").write_bytes(b"x")
+    got = per_image_file(res, "P1", "B-02-01", "masks/nuclei", ".tif")
+    assert got == res / "P1/masks/nuclei/B-02/B-02-01.tif"
+    with pytest.raises(KeyError, match="0 files"):
+        per_image_file(res, "P1", "C-02-01", "masks/nuclei", ".tif")

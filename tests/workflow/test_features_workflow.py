@@ -86,8 +86,12 @@ def run(tmp_path_factory):
     (work / "demo_data" / "gt" / PLATE / "GT_C02_s2.tif").unlink()
     _config(work)
     images = ["B-02-01", "B-02-02", "C-02-01", "C-02-02", "D-02-01", "D-02-02"]
-    # failed.tsv reads every batched job's failure table: crops included
-    targets = ["results/labels.parquet", "results/features.parquet", f"results/{PLATE}/failed.tsv"]
+    # the crop jobs' folders (one job per well: batch.by's default)
+    targets = ["results/labels.parquet", "results/features.parquet"] + [
+        f"results/{PLATE}/crops/{ct}/{well}"
+        for ct in CROP_TYPES
+        for well in ("B-02", "C-02", "D-02")
+    ]
     proc = _snakemake(work, *targets)
     assert proc.returncode == 0, proc.stderr[-5000:]
     return work, images
@@ -193,8 +197,8 @@ def test_gt_image_of_the_wrong_size_fails_clearly_and_leaves_no_output(run):
     shutil.copy(work / "config.yaml", bad / "config.yaml")
     gt_file = bad / "demo_data" / "gt" / PLATE / "GT_D02_s1.tif"
     tifffile.imwrite(gt_file, np.zeros((2, 200, 256), np.uint16), metadata={"axes": "CYX"})
-    # the alignment job of plate row D (the default config batches by row)
-    proc = _snakemake(bad, f"results/{PLATE}/aligned/D")
+    # the alignment job of well D-02 (one job per well: batch.by's default)
+    proc = _snakemake(bad, f"results/{PLATE}/aligned/D-02")
     assert proc.returncode != 0
     # the plate's content check (validate_images) stops it before align_gt starts
     assert not (bad / "logs" / "align_gt").exists()

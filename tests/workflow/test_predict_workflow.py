@@ -20,6 +20,7 @@ import yaml
 
 from conftest import rf_classify
 from hcsflow.demo.plate import DemoSpec, generate
+from hcsflow.io import per_image_file
 
 REPO = Path(__file__).resolve().parents[2]
 NEW = "Plate02"
@@ -111,7 +112,9 @@ def runs(tmp_path_factory):
     assert proc.returncode == 0, proc.stderr[-5000:]
     model_json = work / "train_run" / "results" / "classify" / "RF" / "model.json"
     trained = work / "train_run" / "results"
-    assert len(pd.read_parquet(trained / "Plate01" / "features" / f"{DEAD}.parquet")) == 0
+    assert (
+        len(pd.read_parquet(per_image_file(trained, "Plate01", DEAD, "features", ".parquet"))) == 0
+    )
     units = pd.read_parquet(trained / "classify" / "units.parquet")
     assert len(units) and not (units["Metadata_Image"] == DEAD).any()
     # run 2, another folder: predict Plate02 with the saved model file

@@ -547,3 +547,62 @@ def test_instrument_sources_name_what_does_not_fit(tmp_path):
                 channels=["Hoechst", "FITC", "Cy3", "Cy5"], source="loaddata", loaddata=str(csv)
             )
         )
+
+
+# --- parse-time cache and the raw files' fingerprint ---------------------------------------
+
+
+def _operetta(tmp_path, fields=(1, 2)):
+    names = [f"P1/r02c03f0{f}p01-ch{c}sk1fk1fl1.tiff" for f in fields for c in (1, 2, 3, 4)]
+    touch_all(tmp_path / "raw", names)
+    return SourceSpec(
+        raw_dir=str(tmp_path / "raw"),
+        channels=CH4,
+        channel_ids=["1", "2", "3", "4"],
+        pattern=r"(?P<plate>[^/]+)/r(?P<row>\d{2})c(?P<col>\d{2})f(?P<field>\d{2})p01-ch(?P<channel>\d)sk1fk1fl1\.tiff",
+    )
+
+
+def test_cached_table_equals_the_built_one_and_follows_the_listing(tmp_path):
+    from hcsflow.ingest.table import build_table_cached
+
+    spec = _operetta(tmp_path)
+    cache = tmp_path / "cache"
+    first = build_table_cached(cache, spec)
+    pd.testing.assert_frame_equal(first, build_table(spec))
+    (entry,) = cache.glob("images-*.pickle")
+    # a second parse reads the cache (a marker column proves the table came from the file)
+    marked = first.assign(marker=1)
+    entry.write_bytes(__import__("pickle").dumps(marked))
+    assert "marker" in build_table_cached(cache, spec)
+    # a new file changes the key: the table is built again and has the new field
+    touch_all(tmp_path / "raw", [f"P1/r02c03f03p01-ch{c}sk1fk1fl1.tiff" for c in (1, 2, 3, 4)])
+    again = build_table_cached(cache, spec)
+    assert list(again["image"]) == ["B-03-01", "B-03-02", "B-03-03"] and "marker" not in again
+    # other settings (here results/) are another key too
+    assert "marker" not in build_table_cached(cache, spec, results="elsewhere")
+    # an unreadable cache entry is ignored
+    for entry in cache.glob("images-*.pickle"):
+        entry.write_bytes(b"not a pickle")
+    pd.testing.assert_frame_equal(build_table_cached(cache, spec), build_table(spec))
+
+
+def test_fingerprint_changes_with_any_file_change(tmp_path):
+    import os
+
+    from hcsflow.ingest.table import files_fingerprint
+
+    spec = _operetta(tmp_path)
+    files = [f for fs in scan(spec)["files"] for f in fs]
+    base = files_fingerprint(files)
+    assert files_fingerprint(files) == base  # nothing changed
+    Path(files[3]).write_bytes(b"replaced")  # new content (size)
+    assert files_fingerprint(files) != base
+    base = files_fingerprint(files)
+    st = os.stat(files[0])
+    os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched
+    assert files_fingerprint(files) != base
+    base = files_fingerprint(files)
+    Path(files[1]).unlink()  # removed
+    assert files_fingerprint(files) != base
+    assert files_fingerprint(files[:1]) != files_fingerprint(files[:2])
