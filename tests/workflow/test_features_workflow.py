@@ -19,6 +19,7 @@ import tifffile
 import yaml
 
 from hcsflow.demo.plate import DemoSpec, generate
+from hcsflow.io import per_image_file
 
 REPO = Path(__file__).resolve().parents[2]
 PLATE = "Plate01"
@@ -114,7 +115,10 @@ def test_alignment_recovers_every_known_shift(run):
     truth = truth.set_index("image").loc[with_gt]
     assert (np.abs(got.loc[with_gt, "shift_y"] - truth["dy"]) <= 1).all()
     assert (np.abs(got.loc[with_gt, "shift_x"] - truth["dx"]) <= 1).all()
-    assert (work / "results" / PLATE / "aligned" / "B-02-01.qc.png").stat().st_size > 1000
+    assert (
+        per_image_file(work / "results", PLATE, "B-02-01", "aligned", ".qc.png").stat().st_size
+        > 1000
+    )
     # the GT-absent rule drops the demo's unstained cells
     cells = pd.read_csv(work / "demo_data" / "truth" / "cells.tsv", sep="\t")
     table = _kept(work)
@@ -136,7 +140,9 @@ def test_coculture_labels_agree_with_the_true_classes(run):
     # match each kept cell to the true cell it overlaps most (masks vs the truth mask)
     agree = total = 0
     for image, group in co.groupby("Metadata_Image"):
-        cells = tifffile.imread(work / "results" / PLATE / "aligned" / f"{image}.cells.tif")
+        cells = tifffile.imread(
+            per_image_file(work / "results", PLATE, image, "aligned", ".cells.tif")
+        )
         true = tifffile.imread(work / "demo_data" / "truth" / PLATE / f"{image}.cells.tif")
         t_cls = truth[truth["image"] == image].set_index("label")["cls"]
         for obj, label in zip(group["Metadata_ObjectNumber"], group["label"], strict=True):
@@ -177,9 +183,9 @@ def test_crops_and_features_exist_for_every_kept_cell(run):
         assert (f["Image_Count_Cells"] == len(expected)).all()
         for ct in CROP_TYPES:
             index = pd.read_parquet(
-                work / "results" / PLATE / "crops" / ct / f"{image}.index.parquet"
+                per_image_file(work / "results", PLATE, image, f"crops/{ct}", ".index.parquet")
             )
-            data = np.load(work / "results" / PLATE / "crops" / ct / f"{image}.npz")
+            data = np.load(per_image_file(work / "results", PLATE, image, f"crops/{ct}", ".npz"))
             assert set(index["Metadata_ObjectNumber"]) == expected, (ct, image)
             assert data["crops"].shape == (len(expected), 4, *(2 * [192 if ct == "cell" else 60]))
             assert index["crop_row"].tolist() == list(range(len(expected)))
