@@ -8,7 +8,6 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from hcsflow import batches as hcs_batches
-from hcsflow.demo import scenarios as demo_scenarios
 from hcsflow.ingest.table import IngestError, SourceSpec, build_table_cached, run_pixel_size
 
 RESULTS = "results"
@@ -30,6 +29,10 @@ def _demo_listing():
                 f"demo.enabled is true, so {section}.raw_dir must be {out_dir}/{sub} "
                 f"(it is {spec.raw_dir}); set demo.enabled: false to analyse your own images"
             )
+    # imported here: the demo's generator pulls in scipy, which a parse of real plates (each
+    # cluster job's start-up) does not need
+    from hcsflow.demo import scenarios as demo_scenarios
+
     return demo_scenarios.planned_outputs(demo_scenarios.spec_from_config(config["demo"]))
 
 

@@ -188,15 +188,16 @@ def list_files(raw_dir: str | Path) -> list[str]:
     out = []
     # plain strings, not a Path per file: a 10-plate screen has ~140,000 files, and this runs
     # every time Snakemake parses the workflow (each cluster job too)
+    suffixes = tuple(SUPPORTED_SUFFIXES)
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         prefix = "" if rel_dir == "." else rel_dir + "/"
-        for name in filenames:
-            if name.startswith("."):
-                continue
-            if os.path.splitext(name)[1].lower() in SUPPORTED_SUFFIXES:
-                out.append(prefix + name)
+        out.extend(
+            prefix + name
+            for name in filenames
+            if not name.startswith(".") and name.lower().endswith(suffixes)
+        )
     return sorted(out)
 
 
