@@ -129,15 +129,6 @@ class BatchPlan:
         """``pattern`` (with ``{plate}``, ``{batch}``, ``{image}``) for one image."""
         return pattern.format(plate=plate, batch=self.batch_of[(plate, image)], image=image, **fmt)
 
-    def job_dirs(self, pattern: str, plate: str, images, **fmt) -> list[str]:
-        """The distinct job directories (``pattern`` with ``{plate}``, ``{batch}``) holding
-        ``images`` of ``plate``, in first-seen order: what a job reading those images' files
-        declares as input."""
-        out: dict[str, None] = {}
-        for image in images:
-            out[pattern.format(plate=plate, batch=self.batch_of[(plate, image)], **fmt)] = None
-        return list(out)
-
 
 def split_per_image(paths, n_images: int, what: str) -> list[list[str]]:
     """Cut a flat list of files into ``n_images`` equal per-image lists (in order)."""

@@ -46,11 +46,6 @@ def test_regular_plate_by_well_is_a_job_per_well():
     ]
     pattern = "results/{plate}/masks/cells/{batch}/{image}.tif"
     assert plan.image_path(pattern, "P1", "A-02-03") == "results/P1/masks/cells/A-02/A-02-03.tif"
-    # the job directories holding some images: each once, in first-seen order
-    assert plan.job_dirs("r/{plate}/{batch}", "P1", ["B-01-02", "A-01-01", "B-01-01"]) == [
-        "r/P1/B-01",
-        "r/P1/A-01",
-    ]
     assert plan.constraint() == BATCH_ID["well"]
 
 
