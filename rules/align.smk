@@ -16,7 +16,7 @@ rule align_gt:
         validated=VALIDATED,
     output:
         aligned=report(
-            batch_output(ALIGNED_DIR),
+            directory(ALIGNED_DIR),
             patterns=["{name}.qc.png"],
             caption="../report/align_qc.rst",
             category="Alignment",

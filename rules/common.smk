@@ -159,11 +159,6 @@ def batch_inputs(plan, inputs_of, *args):
     return inputs
 
 
-def batch_output(pattern):
-    """``pattern`` (with {plate} and {batch}) as a batched job's output directory."""
-    return directory(pattern)
-
-
 def image_dirs(pattern, table=None, **fmt):
     """The job directories (``pattern`` with {plate}, {batch}) holding the images of ``table``:
     the inputs of a job that reads their per-image files."""

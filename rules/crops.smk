@@ -21,7 +21,7 @@ if _CROP_TYPES:
         output:
             # one directory per crop type, named like it
             **{
-                ct: batch_output(CROPS_DIR.format(plate="{plate}", batch="{batch}", crop_type=ct))
+                ct: directory(CROPS_DIR.format(plate="{plate}", batch="{batch}", crop_type=ct))
                 for ct in _CROP_TYPES
             },
             failed=batch_failed(BATCHES, "crop_rois"),

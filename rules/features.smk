@@ -14,7 +14,7 @@ rule extract_features:
         images=f"{RESULTS}/images.tsv",
         validated=VALIDATED_UNLESS_SEGMENTED,
     output:
-        tables=batch_output(FEATURES_DIR),
+        tables=directory(FEATURES_DIR),
         failed=batch_failed(BATCHES, "extract_features"),
         qc=batch_qc(BATCHES, "extract_features"),
     log:

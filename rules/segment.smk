@@ -184,9 +184,7 @@ if SEG["nuclei"]["method"] != "none":
             illumination=ILLUM_LIST,
             model=_seg_model_input("nuclei"),
         output:
-            masks=batch_output(
-                SEG_MASK_DIR.format(plate="{plate}", batch="{batch}", target="nuclei")
-            ),
+            masks=directory(SEG_MASK_DIR.format(plate="{plate}", batch="{batch}", target="nuclei")),
             failed=batch_failed(BATCHES, "segment_nuclei"),
         log:
             batch_log("segment_nuclei"),
@@ -231,9 +229,7 @@ if SEG["cells"]["method"] != "none":
                 else []
             ),
         output:
-            masks=batch_output(
-                SEG_MASK_DIR.format(plate="{plate}", batch="{batch}", target="cells")
-            ),
+            masks=directory(SEG_MASK_DIR.format(plate="{plate}", batch="{batch}", target="cells")),
             failed=batch_failed(BATCHES, "segment_cells"),
         log:
             batch_log("segment_cells"),
@@ -319,7 +315,7 @@ if SEG_EVAL["enabled"] and SEG_TARGETS:
                 validated=VALIDATED,
                 illumination=ILLUM_LIST,
             output:
-                masks=batch_output(_SEG_BASE_DIR),
+                masks=directory(_SEG_BASE_DIR),
             log:
                 batch_log("segment_baseline"),
             conda:

@@ -9,6 +9,7 @@ output that Snakemake (or a user) could mistake for a finished one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -307,6 +308,16 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
     plt.close(fig)
 
 
+@functools.lru_cache(maxsize=8)
+def _image_batches(table_path: str, mtime_ns: int, size: int) -> dict:
+    """(plate, image) -> batch of an images.tsv, read once per version of the file (a loop over
+    a plate's thousands of images reads it once)."""
+    import pandas as pd
+
+    table = pd.read_csv(table_path, sep="\t", usecols=["plate", "image", "batch"], dtype=str)
+    return dict(zip(zip(table["plate"], table["image"], strict=True), table["batch"], strict=True))
+
+
 def per_image_file(results, plate: str, image: str, stage: str, suffix: str) -> Path:
     """One image's file of a batched stage: ``{results}/{plate}/{stage}/{batch}/{image}{suffix}``,
     e.g. ``per_image_file("results", "Plate01", "B-02-01", "masks/cells", ".tif")``. Batched jobs
@@ -317,17 +328,16 @@ def per_image_file(results, plate: str, image: str, stage: str, suffix: str) -> 
     (``.cells.tif``, ``.nuclei.tif``, ``.gt.tif``, ``.shift.parquet``, ``.gt_features.parquet``,
     ``.qc.png``), ``features`` (``.parquet``), ``crops/{crop_type}`` (``.npz``,
     ``.index.parquet``)."""
-    import pandas as pd
-
     results = Path(results)
     folder = results / str(plate) / stage
     table_path = results / "images.tsv"
     if table_path.is_file():
-        table = pd.read_csv(table_path, sep="\t", usecols=["plate", "image", "batch"], dtype=str)
-        hit = table[(table["plate"] == str(plate)) & (table["image"] == str(image))]
-        if hit.empty:
+        st = table_path.stat()
+        batches = _image_batches(str(table_path.resolve()), st.st_mtime_ns, st.st_size)
+        batch = batches.get((str(plate), str(image)))
+        if batch is None:
             raise KeyError(f"no image {image!r} of plate {plate!r} in {table_path}")
-        return folder / hit["batch"].iloc[0] / f"{image}{suffix}"
+        return folder / batch / f"{image}{suffix}"
     found = sorted(folder.glob(f"*/{image}{suffix}"))
     if len(found) != 1:
         raise KeyError(

@@ -145,6 +145,13 @@ def test_per_image_file_reads_the_batch_column(tmp_path):
     assert per_image_file(res, "P1", "C-02-01", "masks/cells", ".tif") == Path(path)
     with pytest.raises(KeyError, match="D-02-01"):
         per_image_file(res, "P1", "D-02-01", "masks/cells", ".tif")
+    # a rewritten image table is read again (another batch setting: other folders)
+    pd.DataFrame({"plate": ["P1"], "image": ["C-02-01"], "batch": ["C-02"]}).to_csv(
+        res / "images.tsv", sep="\t", index=False
+    )
+    assert per_image_file(res, "P1", "C-02-01", "masks/cells", ".tif") == (
+        res / "P1/masks/cells/C-02/C-02-01.tif"
+    )
 
 
 def test_per_image_file_without_the_image_table_searches_the_stage(tmp_path):
